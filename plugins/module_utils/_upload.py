@@ -1,0 +1,382 @@
+# -*- coding: utf-8 -*-
+# Copyright: imagestore.upload contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Provider-neutral upload engine (private; not a public API).
+
+* range arithmetic on inclusive ``(start, end)`` byte ranges;
+* ``plan()``: cut what the server says is missing into chunks (optionally on a fixed slice grid);
+* ``Source``: the local file, read in slices with ``os.pread`` (each worker its own window, memory
+  bounded by chunk size x parallel), digests computed in one sequential pass and cached by the
+  file's identity (device, inode, size, mtime);
+* ``Transfer``: drives one file to "nothing missing": ask the server what is missing, plan, send
+  with a bounded worker pool, and on a conflict (the server's account changed under us: a retried
+  chunk that had landed, a concurrent client) re-read and re-plan instead of failing.
+
+The engine never looks at the provider's name: an adapter gives it two callables,
+``missing() -> [(start, end), ...]`` and ``send(start, end, source)``.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import hashlib
+import json
+import os
+import tempfile
+import threading
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
+MiB = 1024 * 1024
+READ_BLOCK = 4 * MiB
+DEFAULT_CHUNK_SIZE = 16 * MiB
+DEFAULT_PARALLEL = 4
+
+
+# ---------------------------------------------------------------------------------------------
+# range arithmetic (inclusive ends, as Service Fabric's ExpectedRanges)
+
+def normalize(ranges):
+    """Sort and merge overlapping or touching inclusive ranges."""
+    merged = []
+    for start, end in sorted((int(s), int(e)) for s, e in ranges):
+        if end < start:
+            continue
+        if merged and start <= merged[-1][1] + 1:
+            if end > merged[-1][1]:
+                merged[-1][1] = end
+        else:
+            merged.append([start, end])
+    return [(s, e) for s, e in merged]
+
+
+def total(ranges):
+    """Number of bytes in a list of inclusive ranges."""
+    return sum(e - s + 1 for s, e in normalize(ranges))
+
+
+def complement(ranges, size):
+    """The parts of [0, size-1] not covered by ``ranges``."""
+    gaps = []
+    pos = 0
+    for start, end in normalize(ranges):
+        start, end = max(start, 0), min(end, size - 1)
+        if start > pos:
+            gaps.append((pos, start - 1))
+        pos = max(pos, end + 1)
+    if pos <= size - 1:
+        gaps.append((pos, size - 1))
+    return gaps
+
+
+def plan(missing, chunk_size, grid=None, size=None):
+    """Chunks that cover exactly the ``missing`` bytes, none larger than ``chunk_size``.
+
+    With ``grid`` (a fixed slice size, as ZStack requires) and the file's ``size``, every chunk is
+    one whole slice of that grid, ``[i*grid, min((i+1)*grid, size) - 1]``; a missing range that
+    starts inside a slice sends that whole slice. Without it, chunks start where the missing ranges
+    start.
+    """
+    if chunk_size < 1:
+        raise ValueError("chunk_size must be positive")
+    chunks = []
+    missing = normalize(missing)
+    if grid:
+        if size is None:
+            raise ValueError("a grid plan needs the file size")
+        indexes = []
+        for start, end in missing:
+            for index in range(start // grid, end // grid + 1):
+                if not indexes or index > indexes[-1]:
+                    indexes.append(index)
+        return [(i * grid, min((i + 1) * grid, size) - 1) for i in indexes]
+    for start, end in missing:
+        pos = start
+        while pos <= end:
+            stop = min(end, pos + chunk_size - 1)
+            chunks.append((pos, stop))
+            pos = stop + 1
+    return chunks
+
+
+# ---------------------------------------------------------------------------------------------
+# the local file
+
+class SliceReader:
+    """File-like view of ``[start, end]`` of a file, for streaming one request body.
+
+    ``read(n)`` returns up to ``max(n, block)`` bytes: http.client asks for 8-16 KiB at a time and
+    sends what it gets, so this makes its socket writes large.
+    """
+
+    def __init__(self, path, start, end, block=READ_BLOCK, hashers=()):
+        self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        self._pos = start
+        self._end = end
+        self._block = block
+        self._hashers = hashers
+        self.len = end - start + 1
+
+    def __len__(self):
+        return max(0, self._end - self._pos + 1)
+
+    def read(self, size=-1):
+        remaining = self._end - self._pos + 1
+        if remaining <= 0:
+            return b""
+        want = remaining if size is None or size < 0 else min(remaining, max(size, self._block))
+        data = os.pread(self._fd, want, self._pos)
+        if not data:
+            raise IOError("the source file became shorter while it was being uploaded")
+        self._pos += len(data)
+        for hasher in self._hashers:
+            hasher.update(data)
+        return data
+
+    def close(self):
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class SourceChangedError(Exception):
+    pass
+
+
+class Source:
+    """A local file to upload, with its identity fixed when the run starts."""
+
+    def __init__(self, path, digest_cache=None):
+        self.path = path
+        st = os.stat(path)
+        self.size = st.st_size
+        self.identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        self.cache = digest_cache
+        self._digests = {}
+        self.digest_from_cache = False
+
+    def reader(self, start, end, hashers=()):
+        return SliceReader(self.path, start, end, hashers=hashers)
+
+    def read(self, start, end):
+        with self.reader(start, end) as r:
+            out = bytearray()
+            while len(r):
+                out += r.read(READ_BLOCK)
+            return bytes(out)
+
+    def check_unchanged(self):
+        """Fail when the file changed since the run began (its bytes would not match its digest)."""
+        st = os.stat(self.path)
+        if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) != self.identity:
+            raise SourceChangedError("%s changed while it was being uploaded; run again to upload the new content" % self.path)
+
+    def digests(self, algorithms=("sha256",)):
+        """Hex digests of the whole file for each algorithm, in one sequential read (cached)."""
+        wanted = [a for a in algorithms if a not in self._digests]
+        if wanted and self.cache is not None:
+            cached = self.cache.get(self.path, self.identity)
+            hits = dict((a, cached[a]) for a in wanted if a in cached)
+            if hits and len(hits) == len(wanted):
+                self.digest_from_cache = True
+            self._digests.update(hits)
+            wanted = [a for a in wanted if a not in hits]
+        if wanted:
+            hashers = [hashlib.new(a) for a in wanted]
+            with self.reader(0, self.size - 1) as r:
+                while len(r):
+                    block = r.read(READ_BLOCK)
+                    for h in hashers:
+                        h.update(block)
+            for a, h in zip(wanted, hashers):
+                self._digests[a] = h.hexdigest()
+            self.check_unchanged()
+            if self.cache is not None:
+                self.cache.put(self.path, self.identity, self._digests)
+        return dict((a, self._digests[a]) for a in algorithms)
+
+    def digest(self, algorithm="sha256"):
+        return self.digests((algorithm,))[algorithm]
+
+
+class DigestCache:
+    """Digests of local files keyed by (path, device, inode, size, mtime_ns), in one small JSON file.
+
+    A file that is rewritten gets a new mtime (or size, or inode), so its old entry no longer
+    matches and the digest is computed again. ``path=None`` disables the cache.
+    """
+
+    MAX_ENTRIES = 512
+
+    def __init__(self, path):
+        self.path = path
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def default_path():
+        override = os.environ.get("IMAGESTORE_DIGEST_CACHE")
+        if override is not None:
+            return override or None
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        return os.path.join(base, "imagestore-upload", "digests.json")
+
+    @staticmethod
+    def _key(path, identity):
+        return "%s|%s" % (os.path.abspath(path), ":".join(str(x) for x in identity))
+
+    def _load(self):
+        try:
+            with open(self.path) as fh:
+                data = json.load(fh)
+            return data if isinstance(data, dict) else {}
+        except (OSError, IOError, ValueError):
+            return {}
+
+    def get(self, path, identity):
+        if not self.path:
+            return {}
+        return dict(self._load().get(self._key(path, identity), {}))
+
+    def put(self, path, identity, digests):
+        if not self.path:
+            return
+        with self._lock:
+            try:
+                data = self._load()
+                prefix = os.path.abspath(path) + "|"
+                for key in [k for k in data if k.startswith(prefix)]:
+                    del data[key]          # older versions of the same file
+                data[self._key(path, identity)] = dict(digests)
+                while len(data) > self.MAX_ENTRIES:
+                    data.pop(next(iter(data)))
+                folder = os.path.dirname(self.path)
+                if folder and not os.path.isdir(folder):
+                    os.makedirs(folder, mode=0o700)
+                fd, tmp = tempfile.mkstemp(dir=folder or ".", prefix=".digests.")
+                with os.fdopen(fd, "w") as fh:
+                    json.dump(data, fh)
+                os.replace(tmp, self.path)
+            except (OSError, IOError):
+                pass               # a cache that cannot be written only costs a re-read next time
+
+
+# ---------------------------------------------------------------------------------------------
+# the transfer loop
+
+class Conflict(Exception):
+    """The server's account of what is missing changed under us: re-read it and re-plan."""
+
+
+class TransferError(Exception):
+    def __init__(self, message, cause=None):
+        super(TransferError, self).__init__(message)
+        self.cause = cause
+
+
+class Progress:
+    """Thread-safe byte counter with an optional callback (bytes_sent, size)."""
+
+    def __init__(self, size, callback=None):
+        self.size = size
+        self.sent = 0
+        self._callback = callback
+        self._lock = threading.Lock()
+
+    def add(self, n):
+        with self._lock:
+            self.sent += n
+            sent = self.sent
+        if self._callback is not None:
+            self._callback(sent, self.size)
+
+
+class Transfer:
+    """Send every byte the server reports missing, with ``parallel`` workers; re-plan on conflict.
+
+    ``missing()`` returns the server's current list of missing inclusive ranges.
+    ``send(start, end, source)`` uploads that range (reading it from ``source``); it raises
+    ``Conflict`` when the server rejects it because its state moved, anything else is fatal.
+    ``grid``: fixed slice size the server requires (every chunk one slice of that grid).
+    """
+
+    def __init__(self, source, missing, send, chunk_size=DEFAULT_CHUNK_SIZE, parallel=DEFAULT_PARALLEL,
+                 grid=None, progress=None, max_stalled_rounds=3):
+        self.source = source
+        self.missing = missing
+        self.send = send
+        self.chunk_size = grid or chunk_size
+        self.parallel = max(1, parallel)
+        self.grid = grid
+        self.progress = progress or Progress(source.size)
+        self.max_stalled_rounds = max_stalled_rounds
+        self.rounds = 0
+        self.conflicts = 0
+        self.bytes_sent = 0
+        self.initial_missing = None
+
+    def run(self):
+        """Return the number of bytes sent; raise TransferError when it cannot finish."""
+        stalled = 0
+        last_missing = None
+        while True:
+            missing = normalize(self.missing())
+            if self.initial_missing is None:
+                self.initial_missing = total(missing)
+            if not missing:
+                return self.bytes_sent
+            remaining = total(missing)
+            if last_missing is not None and remaining >= last_missing:
+                stalled += 1
+                if stalled >= self.max_stalled_rounds:
+                    raise TransferError("the server still reports %d bytes missing after %d attempts to send them"
+                                        % (remaining, self.rounds))
+            else:
+                stalled = 0
+            last_missing = remaining
+            self.rounds += 1
+            self._send_round(plan(missing, self.chunk_size, self.grid, self.source.size))
+
+    def _send_one(self, start, end, stop):
+        if stop.is_set():
+            return 0
+        self.send(start, end, self.source)
+        n = end - start + 1
+        self.progress.add(n)
+        return n
+
+    def _send_round(self, chunks):
+        stop = threading.Event()
+        conflict = None
+        with ThreadPoolExecutor(max_workers=min(self.parallel, len(chunks))) as pool:
+            pending = set()
+            queue = list(reversed(chunks))
+            while queue or pending:
+                while queue and len(pending) < self.parallel and not stop.is_set():
+                    start, end = queue.pop()
+                    pending.add(pool.submit(self._send_one, start, end, stop))
+                if not pending:
+                    break
+                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                for future in done:
+                    exc = future.exception()
+                    if exc is None:
+                        self.bytes_sent += future.result()
+                    elif isinstance(exc, Conflict):
+                        self.conflicts += 1
+                        conflict = exc
+                        stop.set()
+                    else:
+                        stop.set()
+                        for other in pending:
+                            other.cancel()
+                        wait(pending)
+                        raise exc
+                if stop.is_set():
+                    queue = []
+        return conflict

@@ -1,0 +1,241 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: imagestore.upload contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: image_upload
+short_description: Upload a large image into an image store, resumably and idempotently
+version_added: 0.1.0
+description:
+  - Uploads a local file (a VM disk, an ISO, an application package) into the Service Fabric Image Store,
+    a vSphere Content Library or ZStack, through the store's upload-session API.
+  - Idempotent. When the destination already holds the same content, nothing is sent and the result is
+    not changed (Service Fabric compares the size, vSphere the size and checksum, ZStack the MD5).
+  - Resumable. When an earlier run was interrupted, the open session for the same content is found and only
+    what the server reports missing is sent (O(ignore:resumed=true)).
+  - Streamed in constant memory (at most O(chunk_size) x O(parallel) bytes of the file in memory), in
+    parallel where the protocol allows, verified after the upload.
+  - Service Fabric. O(src) goes to O(path). A directory O(src) is uploaded as an application package, each
+    file to the same relative path below O(path), empty files by whole-file PUT, then an empty C(_.dir) marker per
+    folder. The upload session id is derived from the path, the size and the SHA-256 of the file, so a
+    different file never resumes a session that is not its own.
+extends_documentation_fragment:
+  - imagestore.upload.connection
+attributes:
+  check_mode:
+    support: full
+    description: Reads the store and the file, sends nothing, and says what would be sent.
+  diff_mode:
+    support: full
+    description: Shows the destination's size (or files) before and after.
+options:
+  src:
+    description:
+      - The file to upload, on the host that runs the module. For O(provider=servicefabric) a directory is also
+        accepted (an application package).
+    type: path
+    required: true
+  chunk_size:
+    description:
+      - Size of one chunk (Service Fabric) or slice (ZStack), in bytes or with a unit (V(16MiB), V(512KiB), V(1GiB)).
+      - From 64 KiB to 4 GiB. Memory used is at most O(chunk_size) times O(parallel). vSphere sends each file
+        in one streamed request and ignores it.
+    type: str
+    default: '16777216'
+  parallel:
+    description:
+      - How many chunks are sent at the same time (1 to 64).
+    type: int
+    default: 4
+  force:
+    description:
+      - Upload even when the destination already holds the same content.
+    type: bool
+    default: false
+  timeout:
+    description:
+      - Seconds the whole upload may take; V(0) means no limit. What was sent before the limit stays on the
+        server and the next run resumes from it.
+    type: int
+    default: 0
+  digest_cache:
+    description:
+      - Remember the digests of uploaded files, keyed by path, device, inode, size and modification time,
+        so that a re-run does not read an unchanged file again. A file that is rewritten gets a new
+        modification time and is read again.
+      - The cache lives in C(~/.cache/imagestore-upload/digests.json), or where E(IMAGESTORE_DIGEST_CACHE) points.
+    type: bool
+    default: true
+  path:
+    description:
+      - Service Fabric. Image store relative path of the file (or package folder), for example V(images/disk.vhd).
+        Absolute paths, C(..) segments and control characters are refused.
+    type: str
+  library:
+    description:
+      - vSphere. Name or id of the content library.
+    type: str
+  item:
+    description:
+      - vSphere. Name of the library item; created if missing.
+    type: str
+  file_name:
+    description:
+      - vSphere. Name of the file inside the item; defaults to the base name of O(src).
+    type: str
+  keep_session_on_failure:
+    description:
+      - vSphere. On a retryable failure, leave the update session ACTIVE so the next run resumes it
+        (it expires on its own when idle). Otherwise a failed session is failed, canceled and deleted.
+    type: bool
+    default: false
+  name:
+    description:
+      - ZStack. Name of the image.
+    type: str
+  backup_storage:
+    description:
+      - ZStack. Name or uuid of the backup storage.
+    type: str
+  format:
+    description:
+      - ZStack. Image format (V(qcow2), V(raw), V(iso), V(vmdk), ...). Default from the file extension.
+    type: str
+  media_type:
+    description:
+      - ZStack. Default V(ISO) for C(.iso) files, else V(RootVolumeTemplate).
+    type: str
+    choices: [RootVolumeTemplate, ISO, DataVolumeTemplate]
+  platform:
+    description:
+      - ZStack. Guest platform; default V(Linux).
+    type: str
+    choices: [Linux, Windows, Other, Paravirtualization, WindowsVirtio]
+  image_id:
+    description:
+      - ZStack. The upload's id, which finds an interrupted upload again; default the MD5 of the file.
+    type: str
+notes:
+  - Service Fabric has no content checksum; an existing file of the same size at O(path) counts as the same
+    content. Use O(force=true) to replace a file of the same size.
+seealso:
+  - module: imagestore.upload.upload_session_info
+  - module: imagestore.upload.upload_session_commit
+  - module: imagestore.upload.upload_session_absent
+author:
+  - imagestore.upload developers
+'''
+
+EXAMPLES = r'''
+- name: Upload a disk image into the Service Fabric Image Store
+  imagestore.upload.image_upload:
+    provider: servicefabric
+    endpoint: https://cluster.example.com:19080
+    client_cert: /etc/ssl/private/sf-admin.pem
+    src: /srv/images/disk.vhd
+    path: images/disk.vhd
+    parallel: 4
+    chunk_size: 16MiB
+  register: upload
+
+- name: Upload an application package folder
+  imagestore.upload.image_upload:
+    provider: servicefabric
+    endpoint: http://localhost:19080
+    src: /build/CalcServiceApp
+    path: Store/CalcServiceApp
+
+- name: Set the connection once for every module of the collection
+  module_defaults:
+    group/imagestore.upload.upload:
+      provider: servicefabric
+      endpoint: "{{ sf_endpoint }}"
+      client_cert: "{{ sf_cert }}"
+  block:
+    - name: Upload
+      imagestore.upload.image_upload:
+        src: /srv/images/disk.vhd
+        path: images/disk.vhd
+'''
+
+RETURN = r'''
+changed:
+  description: Whether anything was sent to the store.
+  returned: always
+  type: bool
+msg:
+  description: One sentence saying what was done.
+  returned: always
+  type: str
+  sample: uploaded 209715200 bytes to images/disk.vhd
+session_id:
+  description: Id of the upload session used (none when nothing was sent or the file went by whole-file PUT).
+  returned: always
+  type: str
+  sample: 4a2340e8-d8d8-497c-95fe-cdaa1052f33b
+size:
+  description: Size of the source in bytes (for a package, of all its files).
+  returned: always
+  type: int
+  sample: 209715200
+bytes_sent:
+  description: File bytes sent by this run (less than O(ignore:size) after a resume, V(0) when unchanged).
+  returned: always
+  type: int
+  sample: 104857600
+resumed:
+  description: Whether an interrupted upload of the same content was continued.
+  returned: always
+  type: bool
+sha256:
+  description: SHA-256 of the source file (none for a package).
+  returned: always
+  type: str
+  sample: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+destination:
+  description: Where the content is, in the provider's own terms.
+  returned: always
+  type: dict
+  sample: {"path": "images/disk.vhd"}
+path:
+  description: Service Fabric. Normalised image store relative path.
+  returned: when provider is servicefabric
+  type: str
+  sample: images/disk.vhd
+would_send:
+  description: In check mode, the bytes a real run would send.
+  returned: in check mode, when something would be sent
+  type: int
+chunks_replanned:
+  description: How many times the server's account of missing ranges changed under a running upload and the plan was redone.
+  returned: when a session upload ran
+  type: int
+files:
+  description: For a package folder, one result per file (same keys as a single-file upload).
+  returned: when src is a directory
+  type: list
+  elements: dict
+markers:
+  description: For a package folder, the C(_.dir) markers written.
+  returned: when src is a directory
+  type: list
+  elements: str
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.imagestore.upload.plugins.module_utils._providers import UPLOAD_REQUIRED_IF, run_module, upload_spec
+
+
+def main():
+    module = AnsibleModule(argument_spec=upload_spec(), required_if=UPLOAD_REQUIRED_IF, supports_check_mode=True)
+    run_module(module, "upload")
+
+
+if __name__ == "__main__":
+    main()

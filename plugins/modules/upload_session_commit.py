@@ -1,0 +1,77 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: imagestore.upload contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: upload_session_commit
+short_description: Commit a completely uploaded session, idempotently
+version_added: 0.1.0
+description:
+  - Service Fabric. Commits the session O(session_id) once every byte is received; the file then appears at
+    the session's path and its size is verified. A session already committed is not changed.
+  - vSphere. Validates the update session, completes it and waits until it is DONE.
+  - ZStack. Waits until the image is Ready and its upload job Succeeded.
+  - Fails, listing what is missing, when the session is incomplete.
+extends_documentation_fragment:
+  - imagestore.upload.connection
+  - imagestore.upload.session
+attributes:
+  check_mode:
+    support: full
+    description: Checks that the session could be committed, commits nothing.
+  diff_mode:
+    support: none
+    description: No diff is shown.
+seealso:
+  - module: imagestore.upload.image_upload
+  - module: imagestore.upload.upload_session_info
+author:
+  - imagestore.upload developers
+'''
+
+EXAMPLES = r'''
+- name: Commit a Service Fabric upload session
+  imagestore.upload.upload_session_commit:
+    provider: servicefabric
+    endpoint: http://localhost:19080
+    session_id: 4a2340e8-d8d8-497c-95fe-cdaa1052f33b
+'''
+
+RETURN = r'''
+msg:
+  description: What was done.
+  returned: always
+  type: str
+session:
+  description: The session before the commit, in the normalised form of M(imagestore.upload.upload_session_info).
+  returned: success
+  type: dict
+path:
+  description: Service Fabric. Where the committed file is.
+  returned: when provider is servicefabric
+  type: str
+missing_ranges:
+  description: On failure, the byte ranges the server has not received.
+  returned: failure because bytes are missing
+  type: list
+  elements: dict
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.imagestore.upload.plugins.module_utils._providers import run_module, session_spec
+
+
+def main():
+    module = AnsibleModule(argument_spec=session_spec(), supports_check_mode=True,
+                           mutually_exclusive=[("session_id", "path"), ("session_id", "image_id"), ("session_id", "item")])
+    run_module(module, "commit")
+
+
+if __name__ == "__main__":
+    main()

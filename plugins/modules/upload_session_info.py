@@ -1,0 +1,114 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: imagestore.upload contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: upload_session_info
+short_description: Show upload sessions of an image store, normalised across providers
+version_added: 0.1.0
+description:
+  - Looks upload sessions up by O(session_id), or by destination (Service Fabric O(path), ZStack O(image_id),
+    vSphere O(library) and O(item)), and returns them in one normalised form plus the server's raw answer.
+  - Changes nothing. Useful to watch the O(ignore:progress) of a long upload running under C(async).
+extends_documentation_fragment:
+  - imagestore.upload.connection
+  - imagestore.upload.session
+attributes:
+  check_mode:
+    support: full
+    description: Changes nothing in any mode.
+  diff_mode:
+    support: none
+    description: Nothing changes, so there is nothing to show.
+seealso:
+  - module: imagestore.upload.image_upload
+author:
+  - imagestore.upload developers
+'''
+
+EXAMPLES = r'''
+- name: Sessions open for a Service Fabric path
+  imagestore.upload.upload_session_info:
+    provider: servicefabric
+    endpoint: http://localhost:19080
+    path: images/disk.vhd
+  register: info
+
+- name: Show what is still missing
+  ansible.builtin.debug:
+    msg: "{{ item.id }}: {{ item.progress }}% received, missing {{ item.missing_ranges }}"
+  loop: "{{ info.sessions }}"
+'''
+
+RETURN = r'''
+sessions:
+  description: The sessions found (empty when none).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    id:
+      description: Session id.
+      type: str
+      returned: always
+    provider:
+      description: Provider name.
+      type: str
+      returned: always
+    state:
+      description:
+        - Normalised state. Service Fabric V(active) (bytes missing) or V(complete) (all received, committed or
+          not); vSphere and ZStack report their own states in lower case (V(active), V(done), V(error),
+          V(canceled); V(running), V(suspended), V(succeeded), ...).
+      type: str
+      returned: always
+    size:
+      description: Size of the file being uploaded, in bytes.
+      type: int
+      returned: always
+    bytes_received:
+      description: Bytes the server holds.
+      type: int
+      returned: always
+    missing_ranges:
+      description: Byte ranges the server has not received, inclusive.
+      type: list
+      elements: dict
+      returned: always
+      sample: [{"start": 0, "end": 402128}]
+    progress:
+      description: Percentage received, 0 to 100.
+      type: float
+      returned: always
+    expires:
+      description: When the server will drop the session, where the server says (ISO 8601).
+      type: str
+      returned: always
+    raw:
+      description: The server's own description of the session.
+      type: dict
+      returned: always
+    path:
+      description: Service Fabric. Image store relative path of the session.
+      type: str
+      returned: when provider is servicefabric
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.imagestore.upload.plugins.module_utils._providers import run_module, session_spec
+
+
+def main():
+    module = AnsibleModule(argument_spec=session_spec(), supports_check_mode=True,
+                           mutually_exclusive=[("session_id", "path"), ("session_id", "image_id"), ("session_id", "item")])
+    run_module(module, "sessions")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""Control of an emulator process: start, stop, kill, restart on the same data, read back, stats."""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from urllib.parse import quote
+
+import requests
+
+
+class EmulatorError(RuntimeError):
+    pass
+
+
+class EmulatorProcess:
+    """``python -m imagestore_emulator`` in a child process, on 127.0.0.1 and a free port.
+
+    ``start()`` reads the one-line JSON the emulator prints; ``url``, ``credentials`` and
+    ``data_dir`` come from it. ``restart()`` starts a new process on the same data dir (and
+    the same port when it is free again), ``kill()`` sends SIGKILL, as a crash would.
+    """
+
+    def __init__(self, data_dir, extra_args=(), python=sys.executable, port=0, env=None):
+        self.data_dir = str(data_dir)
+        self.extra_args = list(extra_args)
+        self.python = python
+        self.port = port
+        self.env = env
+        self.proc = None
+        self.info = {}
+        self._stderr = None
+
+    # -- life cycle ----------------------------------------------------------------------------
+    def start(self, timeout=30):
+        cmd = [self.python, "-m", "imagestore_emulator", "--host", "127.0.0.1", "--port", str(self.port),
+               "--data-dir", self.data_dir] + self.extra_args
+        self._stderr = open(os.path.join(self.data_dir, "emulator.stderr.log"), "ab")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._stderr, stdin=subprocess.DEVNULL,
+                                     env=self.env)
+        line = _readline_with_timeout(self.proc.stdout, timeout)
+        if not line:
+            code = self.proc.poll()
+            raise EmulatorError("the emulator did not start (exit code %s); see %s/emulator.stderr.log" % (code, self.data_dir))
+        self.info = json.loads(line)
+        self.port = int(self.info["url"].rsplit(":", 1)[1])
+        return self
+
+    def stop(self, timeout=10):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._close()
+
+    def kill(self):
+        """SIGKILL: no chance to tidy up, as in a crash."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._close()
+
+    def restart(self, timeout=30):
+        self.stop()
+        deadline = time.time() + timeout
+        while True:
+            try:
+                return self.start()
+            except EmulatorError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def _close(self):
+        if self.proc is not None and self.proc.stdout:
+            self.proc.stdout.close()
+        if self._stderr:
+            self._stderr.close()
+            self._stderr = None
+        self.proc = None
+
+    # -- what tests use ------------------------------------------------------------------------
+    @property
+    def url(self):
+        return self.info["url"]
+
+    @property
+    def credentials(self):
+        return self.info.get("credentials", {})
+
+    def control(self, method, path, **kwargs):
+        r = requests.request(method, "%s/_emulator/%s" % (self.url, path.lstrip("/")), timeout=60, **kwargs)
+        return r
+
+    def health(self):
+        return self.control("GET", "health").json()
+
+    def reset(self):
+        self.control("POST", "reset").raise_for_status()
+
+    def configure(self, **settings):
+        r = self.control("POST", "config", json=settings)
+        r.raise_for_status()
+        return r.json()
+
+    def stats(self, provider):
+        return self.control("GET", "%s/stats" % provider).json()
+
+    def readback_path(self, provider, *parts):
+        """The control path that returns stored bytes (see DESIGN.md)."""
+        if provider == "servicefabric":
+            return "servicefabric/content/%s" % quote(parts[0])
+        if provider == "vsphere":
+            return "vsphere/items/%s/files/%s" % (quote(parts[0], safe=""), quote(parts[1], safe=""))
+        if provider == "zstack":
+            return "zstack/images/%s/content" % quote(parts[0], safe="")
+        raise ValueError(provider)
+
+    def stored_sha256(self, provider, *parts):
+        """SHA-256 of what the emulator stored, or None when nothing is there (streamed, any size)."""
+        r = requests.get("%s/_emulator/%s" % (self.url, self.readback_path(provider, *parts)), stream=True, timeout=120)
+        if r.status_code == 404:
+            return None
+        r.raise_for_status()
+        h = hashlib.sha256()
+        for block in r.iter_content(1024 * 1024):
+            h.update(block)
+        return h.hexdigest()
+
+    def stored_bytes(self, provider, *parts):
+        r = self.control("GET", self.readback_path(provider, *parts))
+        return None if r.status_code == 404 else r.content
+
+
+def _readline_with_timeout(stream, timeout):
+    result = []
+    reader = threading.Thread(target=lambda: result.append(stream.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    return result[0].decode("utf-8") if result else ""

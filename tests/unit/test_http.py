@@ -1,0 +1,148 @@
+"""The HTTP layer against a scripted local server: retries, Retry-After, error mapping."""
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from ansible_collections.imagestore.upload.plugins.module_utils._http import ApiError, HttpClient, TransportError
+from ansible_collections.imagestore.upload.plugins.module_utils._servicefabric import ServiceFabricClient
+from ansible_collections.imagestore.upload.plugins.module_utils._upload import Conflict
+
+
+class Script:
+    """Answers requests from a list of (status, headers, body) in order; the last one repeats."""
+
+    def __init__(self, answers):
+        self.answers = list(answers)
+        self.seen = []
+        self.times = []
+
+
+@pytest.fixture
+def scripted():
+    servers = []
+
+    def start(answers):
+        script = Script(answers)
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def _any(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                script.seen.append((self.command, self.path, body))
+                script.times.append(time.monotonic())
+                status, headers, out = script.answers.pop(0) if len(script.answers) > 1 else script.answers[0]
+                if status == "drop":
+                    self.close_connection = True
+                    self.connection.close()
+                    return
+                data = json.dumps(out).encode() if isinstance(out, (dict, list)) else (out or b"")
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_PUT = do_POST = do_DELETE = _any
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return "http://127.0.0.1:%d" % server.server_address[1], script
+
+    yield start
+    for s in servers:
+        s.shutdown()
+        s.server_close()
+
+
+def client(url, **kw):
+    kw.setdefault("backoff", 0.01)
+    return HttpClient(url, error_parser=ServiceFabricClient.parse_error, **kw)
+
+
+def test_retries_5xx_then_succeeds(scripted):
+    url, script = scripted([(500, {}, {"Error": {"Code": "E_FAIL", "Message": "x"}}), (502, {}, b""), (200, {}, b"ok")])
+    r = client(url).request("GET", "/x")
+    assert r.status_code == 200 and len(script.seen) == 3
+
+
+def test_503_retry_after_is_honoured(scripted):
+    url, script = scripted([(503, {"Retry-After": "1"}, {"Error": {"Code": "FABRIC_E_NOT_READY"}}), (200, {}, b"")])
+    client(url).request("GET", "/x")
+    assert script.times[1] - script.times[0] >= 0.95
+
+
+def test_retry_budget_is_bounded_and_the_error_names_the_cause(scripted):
+    url, script = scripted([(503, {}, {"Error": {"Code": "FABRIC_E_NOT_PRIMARY", "Message": "failover"}})])
+    with pytest.raises(ApiError) as err:
+        client(url, retries=2).request("GET", "/ImageStore/x", what="get content")
+    assert len(script.seen) == 3
+    assert "get content failed after 3 attempts" in str(err.value)
+    assert "FABRIC_E_NOT_PRIMARY" in str(err.value) and err.value.status == 503
+
+
+def test_4xx_is_not_retried_and_carries_code_and_message(scripted):
+    url, script = scripted([(400, {}, {"Error": {"Code": "E_INVALIDARG", "Message": "bad size"}})])
+    with pytest.raises(ApiError) as err:
+        client(url).request("POST", "/c", what="commit")
+    assert len(script.seen) == 1
+    assert (err.value.status, err.value.code) == (400, "E_INVALIDARG")
+    assert str(err.value) == "commit failed: HTTP 400 E_INVALIDARG: bad size"
+
+
+def test_non_idempotent_500_is_not_repeated(scripted):
+    url, script = scripted([(500, {}, b"")])
+    with pytest.raises(ApiError):
+        client(url).request("POST", "/c", idempotent=False)
+    assert len(script.seen) == 1
+
+
+def test_dropped_connection_is_retried_with_a_fresh_body(scripted):
+    url, script = scripted([("drop", {}, b""), (200, {}, b"")])
+    bodies = iter([b"first", b"second"])
+    client(url).request("PUT", "/x", body=lambda: next(bodies))
+    assert [b for _, _, b in script.seen][-1] == b"second"
+
+
+def test_connection_refused_message():
+    with pytest.raises(TransportError) as err:
+        client("http://127.0.0.1:9", retries=1).request("GET", "/x", what="get upload session")
+    assert str(err.value) == ("get upload session failed after 2 attempts: cannot connect to http://127.0.0.1:9: "
+                              "connection refused (is the endpoint right and the service running?)")
+
+
+def test_range_not_satisfiable_becomes_a_conflict(scripted):
+    url, _ = scripted([(400, {}, {"Error": {"Code": "FABRIC_E_UPLOAD_SESSION_RANGE_NOT_SATISFIABLE", "Message": "r"}})])
+    api = ServiceFabricClient(client(url))
+    with pytest.raises(Conflict):
+        api.upload_chunk("a/b", "4a2340e8-d8d8-497c-95fe-cdaa1052f33b", 0, 3, 4, b"abcd")
+
+
+def test_204_means_no_session_and_numbers_are_strings(scripted):
+    url, _ = scripted([(204, {}, b""), (200, {}, {"UploadSessions": [{
+        "StoreRelativePath": "SwaggerTest\\Common.dll", "SessionId": "4a2340e8-d8d8-497c-95fe-cdaa1052f33b",
+        "FileSize": "2097152", "ModifiedDate": "2017-09-28T17:06:37.260Z",
+        "ExpectedRanges": [{"StartPosition": "0", "EndPosition": "402128"},
+                           {"StartPosition": "730105", "EndPosition": "2097151"}]}]})])
+    api = ServiceFabricClient(client(url))
+    assert api.get_session("4a2340e8-d8d8-497c-95fe-cdaa1052f33b") is None
+    s = api.get_session("4a2340e8-d8d8-497c-95fe-cdaa1052f33b")
+    assert s["size"] == 2097152 and s["path"] == "SwaggerTest/Common.dll"
+    assert s["missing"] == [(0, 402128), (730105, 2097151)]
+
+
+def test_paths_are_percent_encoded_with_separators(scripted):
+    url, script = scripted([(404, {}, b"")])
+    assert ServiceFabricClient(client(url)).content("apps/My App/v1.0") is None
+    method, path, _ = script.seen[0]
+    assert path.startswith("/ImageStore/apps%2FMy%20App%2Fv1.0?") and "api-version=6.2" in path

@@ -1,0 +1,170 @@
+"""Range arithmetic and planning of the upload engine, as properties."""
+
+import os
+import threading
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ansible_collections.imagestore.upload.plugins.module_utils._upload import (
+    Conflict, DigestCache, Source, Transfer, TransferError, complement, normalize, plan, total,
+)
+
+
+def covered(ranges):
+    out = set()
+    for s, e in ranges:
+        out.update(range(s, e + 1))
+    return out
+
+
+sizes = st.integers(min_value=1, max_value=400)
+
+
+@st.composite
+def size_and_ranges(draw):
+    size = draw(sizes)
+    pairs = draw(st.lists(st.tuples(st.integers(0, size - 1), st.integers(0, size - 1)), max_size=12))
+    return size, [(min(a, b), max(a, b)) for a, b in pairs]
+
+
+@given(size_and_ranges())
+def test_complement_is_exactly_the_bytes_not_received(data):
+    size, received = data
+    gaps = complement(received, size)
+    assert covered(gaps) == set(range(size)) - covered(received)
+    # ascending, disjoint, not touching (as ExpectedRanges are)
+    for (s1, e1), (s2, e2) in zip(gaps, gaps[1:]):
+        assert e1 + 1 < s2
+    assert total(gaps) == size - len(covered(received))
+
+
+@given(size_and_ranges(), st.integers(min_value=1, max_value=64))
+def test_plan_covers_exactly_the_missing_bytes_in_bounded_chunks(data, chunk):
+    size, received = data
+    missing = complement(received, size)
+    chunks = plan(missing, chunk)
+    assert all(e - s + 1 <= chunk for s, e in chunks)
+    assert sum(e - s + 1 for s, e in chunks) == total(missing)       # no byte twice
+    assert covered(chunks) == covered(missing)                        # every missing byte, nothing else
+
+
+@given(sizes, st.integers(min_value=1, max_value=64), st.data())
+def test_grid_plan_sends_whole_slices_covering_the_missing_suffix(size, grid, data):
+    offset = data.draw(st.integers(0, size - 1)) // grid * grid       # ZStack: a slice-aligned offset
+    chunks = plan([(offset, size - 1)], 10 ** 9, grid=grid, size=size)
+    assert covered(chunks) == set(range(offset, size))
+    assert all(s % grid == 0 for s, _ in chunks)
+    assert all(e - s + 1 == grid for s, e in chunks[:-1])
+
+
+@given(size_and_ranges())
+def test_normalize_merges_touching_and_overlapping_ranges(data):
+    _, ranges = data
+    merged = normalize(ranges)
+    assert covered(merged) == covered(ranges)
+    for (s1, e1), (s2, e2) in zip(merged, merged[1:]):
+        assert e1 + 1 < s2
+
+
+class FakeServer:
+    """A Service-Fabric-like server in memory: ranges must fall inside one expected range."""
+
+    def __init__(self, size, lose_responses=0, reorder=False):
+        self.size = size
+        self.received = []
+        self.data = bytearray(size)
+        self.lock = threading.Lock()
+        self.lose = lose_responses
+        self.sent_bytes = 0
+        self.unacknowledged = 0
+
+    def missing(self):
+        with self.lock:
+            return complement(self.received, self.size)
+
+    def send(self, start, end, source):
+        body = source.read(start, end)
+        with self.lock:
+            self.sent_bytes += len(body)
+            if not any(s <= start and end <= e for s, e in complement(self.received, self.size)):
+                raise Conflict("range not satisfiable")
+            self.data[start:end + 1] = body
+            self.received.append((start, end))
+            if self.lose > 0:
+                self.lose -= 1
+                self.unacknowledged += len(body)
+                raise Conflict("response lost; retried chunk was rejected")
+
+
+@pytest.fixture
+def source(tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(os.urandom(1000))
+    return Source(str(path))
+
+
+@given(st.lists(st.tuples(st.integers(0, 999), st.integers(0, 999)), max_size=6),
+       st.integers(1, 300), st.integers(1, 8), st.integers(0, 3))
+@settings(max_examples=60, deadline=None)
+def test_transfer_completes_any_partial_state_byte_exact(tmp_path_factory, pre, chunk, parallel, lost):
+    path = tmp_path_factory.mktemp("t") / "f.bin"
+    content = os.urandom(1000)
+    path.write_bytes(content)
+    src = Source(str(path))
+    server = FakeServer(1000, lose_responses=lost)
+    for a, b in pre:
+        s, e = min(a, b), max(a, b)
+        if any(s0 <= s and e <= e0 for s0, e0 in server.missing()):
+            server.received.append((s, e))          # another client sent these bytes earlier
+            server.data[s:e + 1] = content[s:e + 1]
+    before = total(server.missing())
+    t = Transfer(src, server.missing, server.send, chunk_size=chunk, parallel=parallel)
+    t.run()
+    assert bytes(server.data) == content
+    assert server.missing() == []
+    # bytes_sent counts acknowledged chunks once each; a chunk whose answer was lost landed all the same
+    assert t.bytes_sent + server.unacknowledged == before
+
+
+def test_transfer_gives_up_when_the_server_never_accepts(source):
+    def refuse(start, end, src):
+        raise Conflict("nope")
+    with pytest.raises(TransferError, match="still reports 1000 bytes missing"):
+        Transfer(source, lambda: [(0, 999)], refuse, chunk_size=100, parallel=2).run()
+
+
+def test_transfer_stops_on_a_fatal_error_without_sending_the_rest(source):
+    calls = []
+
+    def send(start, end, src):
+        calls.append(start)
+        raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"):
+        Transfer(source, lambda: [(0, 999)], send, chunk_size=10, parallel=2).run()
+    assert len(calls) <= 2
+
+
+def test_source_reads_slices_and_digests(source, tmp_path):
+    data = open(source.path, "rb").read()
+    assert source.read(10, 19) == data[10:20]
+    cache = DigestCache(str(tmp_path / "cache.json"))
+    s1 = Source(source.path, cache)
+    d = s1.digests(("sha256", "md5"))
+    import hashlib
+    assert d == {"sha256": hashlib.sha256(data).hexdigest(), "md5": hashlib.md5(data).hexdigest()}
+    s2 = Source(source.path, cache)
+    assert s2.digests(("sha256", "md5")) == d and s2.digest_from_cache
+
+
+def test_digest_cache_notices_a_changed_file(tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"a" * 100)
+    cache = DigestCache(str(tmp_path / "cache.json"))
+    first = Source(str(path), cache).digest()
+    st_before = os.stat(path)
+    path.write_bytes(b"b" * 100)                       # same size, new content
+    os.utime(path, ns=(st_before.st_atime_ns, st_before.st_mtime_ns + 1_000_000))
+    second = Source(str(path), cache)
+    assert second.digest() != first and not second.digest_from_cache
