@@ -251,6 +251,14 @@ class ServiceFabric(Provider):
         session = self.api.get_session(session_id)
         if session is not None and (not same_path(session["path"], path) or session["size"] != source.size):
             session = None   # an id collision cannot be ours; the server answers 409/400 if we insist
+        if session is not None and not session["missing"] and not self.check_mode:
+            # Every byte is in: either a run stopped between its last chunk and the commit (commit it
+            # now), or the session was committed and the file since replaced (start a fresh session).
+            if not force and self._commit_and_verify(session_id, path, source.size):
+                result.update(resumed=True, msg="committed the complete session %s left by an earlier run" % session_id)
+                return result
+            self.api.delete_session(session_id)
+            session = None
         missing = session["missing"] if session else [(0, source.size - 1)]
         result["resumed"] = session is not None and total(missing) < source.size
         if self.check_mode:
@@ -284,6 +292,11 @@ class ServiceFabric(Provider):
         result["msg"] = "%s %d bytes to %s" % ("resumed upload, sent the missing" if result["resumed"] else "uploaded",
                                                result["bytes_sent"], path)
         return result
+
+    def _commit_and_verify(self, session_id, path, size):
+        self.api.commit(session_id)
+        stored = self.api.file_info(path)
+        return stored is not None and stored["size"] == size
 
     def _verify(self, path, size):
         stored = self.api.file_info(path)
