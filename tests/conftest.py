@@ -136,13 +136,22 @@ class AnsibleRunner:
         return run.results[0], run
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def collections_path(tmp_path_factory):
+    """Every Ansible run of the test session (ours and the examples') loads the working tree."""
     base = tmp_path_factory.mktemp("collections")
     ns = base / "ansible_collections" / "imagestore"
     ns.mkdir(parents=True)
     os.symlink(ROOT, str(ns / "upload"))
-    return str(base)
+    saved = {k: os.environ.get(k) for k in ("ANSIBLE_COLLECTIONS_PATH", "ANSIBLE_COLLECTIONS_SCAN_SYS_PATH")}
+    os.environ["ANSIBLE_COLLECTIONS_PATH"] = str(base)
+    os.environ["ANSIBLE_COLLECTIONS_SCAN_SYS_PATH"] = "false"
+    yield str(base)
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 @pytest.fixture

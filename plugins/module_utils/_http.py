@@ -121,7 +121,10 @@ class HttpClient:
         adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(2, pool_size), max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
-        self.session.verify = ca_path if (validate_certs and ca_path) else bool(validate_certs)
+        # Given on every request, not only on the session: requests lets REQUESTS_CA_BUNDLE and
+        # CURL_CA_BUNDLE override a session-level verify (so ca_path and validate_certs=false would be ignored).
+        self.verify = ca_path if (validate_certs and ca_path) else bool(validate_certs)
+        self.session.verify = self.verify
         if client_cert:
             self.session.cert = (client_cert, client_key) if client_key else client_cert
         self.session.headers["User-Agent"] = "imagestore.upload/0.1"
@@ -150,6 +153,7 @@ class HttpClient:
         what = what or "%s %s" % (method, path.split("?")[0])
         policy = self.retry_policy if retry else self.retry_policy.new(total=0)
         kwargs.setdefault("timeout", self._timeouts(timeout))
+        kwargs.setdefault("verify", self.verify)
         while True:
             data = body() if callable(body) else body
             self.attempts += 1
