@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 
-from pytest_imagestore.emulator import EmulatorProcess
+from imagestore_emulator.process import EmulatorProcess
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -18,7 +18,7 @@ import tempfile
 
 import pytest
 
-from pytest_imagestore.emulator import EmulatorProcess
+from imagestore_emulator.process import EmulatorProcess
 from pytest_imagestore.partial import PartialUploads
 
 PROVIDERS = ("servicefabric", "vsphere", "zstack")

@@ -3,7 +3,7 @@
 import pytest
 import trustme
 
-from pytest_imagestore.emulator import EmulatorProcess
+from imagestore_emulator.process import EmulatorProcess
 from tests.conftest import assert_no_traceback
 
 

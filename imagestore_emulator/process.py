@@ -1,4 +1,6 @@
-"""Control of an emulator process: start, stop, kill, restart on the same data, read back, stats."""
+"""Control of an emulator child process: start, stop, kill, restart on the same data, read back, stats.
+
+Used by the pytest plugin, the demo and the benchmark; needs only requests."""
 
 import hashlib
 import json
