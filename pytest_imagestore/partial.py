@@ -1,19 +1,22 @@
-"""Half-finished uploads made through the collection's own client, for resume and cleanup tests."""
+"""Half-finished uploads made through the collection's own client, for resume and cleanup tests.
+
+Each provider has a module ``pytest_imagestore.partial_<provider>`` with a function
+``make(target, src, fraction, chunk_size, **destination) -> (Partial, cleanup)``: it sends the
+first ``fraction`` of ``src`` into the session that ``image_upload`` would use and leaves it open;
+``cleanup()`` removes that session (and whatever it received) again.
+"""
 
 from ansible_collections.imagestore.upload.plugins.module_utils._http import HttpClient
-from ansible_collections.imagestore.upload.plugins.module_utils._servicefabric import (
-    ServiceFabricClient, normalize_path, session_id_for,
-)
-from ansible_collections.imagestore.upload.plugins.module_utils._upload import Source
 
 
 class Partial(dict):
-    """What a partial upload left: ``provider``, ``session_id``, ``size``, ``bytes_sent``, ``sent`` ranges, ..."""
+    """What a partial upload left: ``provider``, ``session_id``, ``size``, ``bytes_sent``, ... (also as attributes)."""
 
     __getattr__ = dict.__getitem__
 
 
 def http_for(target, error_parser=None):
+    """An HttpClient with the target's TLS settings (as the modules would make it)."""
     o = target.options
     return HttpClient(target.endpoint, validate_certs=o.get("validate_certs", True), ca_path=o.get("ca_path"),
                       client_cert=o.get("client_cert"), client_key=o.get("client_key"), retries=2,
@@ -21,17 +24,19 @@ def http_for(target, error_parser=None):
 
 
 class PartialUploads:
-    """Callable factory; ``cleanup()`` removes every session it made."""
+    """Callable factory; ``cleanup()`` removes every session it made, whatever happened meanwhile."""
 
     def __init__(self, targets):
         self.targets = targets
         self._cleanups = []
 
     def __call__(self, provider, src, fraction=0.5, chunk_size=1024 * 1024, **destination):
-        make = getattr(self, "_%s" % provider, None)
-        if make is None:
+        maker = MAKERS.get(provider)
+        if maker is None:
             raise NotImplementedError("partial uploads for provider %s are not available yet" % provider)
-        return make(self.targets[provider], src, fraction, chunk_size, **destination)
+        partial, cleanup = maker(self.targets[provider], src, fraction, chunk_size, **destination)
+        self._cleanups.append(cleanup)
+        return partial
 
     def cleanup(self):
         errors = []
@@ -39,25 +44,28 @@ class PartialUploads:
             fn = self._cleanups.pop()
             try:
                 fn()
-            except Exception as exc:  # keep cleaning the rest; report at the end
+            except Exception as exc:  # keep cleaning the rest; report the first failure at the end
                 errors.append(exc)
         if errors:
             raise errors[0]
 
-    # -- Service Fabric: chunks [0, fraction*size) into the session image_upload would use -----
-    def _servicefabric(self, target, src, fraction, chunk_size, path):
-        path = normalize_path(path)
-        source = Source(src)
-        api = ServiceFabricClient(http_for(target, ServiceFabricClient.parse_error))
-        session_id = session_id_for(path, source.size, source.digest("sha256"))
-        upto = int(source.size * fraction)
-        sent = []
-        pos = 0
-        while pos < upto:
-            end = min(upto, pos + chunk_size) - 1
-            api.upload_chunk(path, session_id, pos, end, source.size, lambda s=pos, e=end: source.reader(s, e))
-            sent.append((pos, end))
-            pos = end + 1
-        self._cleanups.append(lambda: (api.delete_session(session_id), api.http.close()))
-        return Partial(provider="servicefabric", session_id=session_id, path=path, size=source.size,
-                       bytes_sent=upto, sent=sent)
+
+def _makers():
+    # Imported when the plugin loads, before other plugins (pytest-ansible) install Ansible's own
+    # collection finder, which refuses imports of collections it did not load itself.
+    from pytest_imagestore import partial_servicefabric
+    makers = {"servicefabric": partial_servicefabric.make}
+    try:
+        from pytest_imagestore import partial_vsphere
+        makers["vsphere"] = partial_vsphere.make
+    except ImportError:
+        pass
+    try:
+        from pytest_imagestore import partial_zstack
+        makers["zstack"] = partial_zstack.make
+    except ImportError:
+        pass
+    return makers
+
+
+MAKERS = _makers()
