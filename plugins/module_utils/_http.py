@@ -65,7 +65,7 @@ def describe_transport_error(exc, endpoint):
     text = str(exc)
     if isinstance(exc, requests.exceptions.SSLError):
         if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
-            reason = text.split("certificate verify failed:")[-1].split("(_ssl")[0].strip(" )'\"")
+            reason = text.rsplit("certificate verify failed:", 1)[-1].split("(_ssl", 1)[0].strip(" )'\"")
             return ("TLS certificate of %s could not be verified (%s). Set ca_path to the CA bundle that signed it, "
                     "or validate_certs=false for a test system" % (endpoint, reason or "untrusted certificate"))
         return "TLS handshake with %s failed: %s" % (endpoint, _short(text))
@@ -172,18 +172,14 @@ class HttpClient:
                     data.close()
             if response.status_code in expect:
                 return response
+            code, message = self._parse_error(response)
+            text = "HTTP %d%s%s" % (response.status_code, " %s" % code if code else "", ": %s" % message if message else "")
             if response.status_code in RETRY_STATUSES and (idempotent or response.status_code in (429, 503)):
-                code, message = self._parse_error(response)
-                policy = self._next(policy, method, url, response=response, what=what,
-                                    message="HTTP %d%s%s" % (response.status_code, " %s" % code if code else "",
-                                                              ": %s" % message if message else ""),
+                policy = self._next(policy, method, url, response=response, what=what, message=text,
                                     status=response.status_code, code=code)
                 self._sleep(self._retry_delay(policy, response))
                 continue
-            code, message = self._parse_error(response)
-            raise ApiError("%s failed: HTTP %d%s%s" % (what, response.status_code, " %s" % code if code else "",
-                                                        ": %s" % message if message else ""),
-                           status=response.status_code, code=code,
+            raise ApiError("%s failed: %s" % (what, text), status=response.status_code, code=code,
                            retryable=response.status_code in RETRY_STATUSES)
 
     def _timeouts(self, timeout):

@@ -47,7 +47,7 @@ def normalize(ranges):
                 merged[-1][1] = end
         else:
             merged.append([start, end])
-    return [(s, e) for s, e in merged]
+    return [tuple(pair) for pair in merged]
 
 
 def total(ranges):

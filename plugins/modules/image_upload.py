@@ -128,7 +128,7 @@ seealso:
   - module: imagestore.upload.upload_session_commit
   - module: imagestore.upload.upload_session_absent
 author:
-  - imagestore.upload developers
+  - imagestore.upload developers (@imagestore)
 '''
 
 EXAMPLES = r'''

@@ -35,7 +35,7 @@ options:
 seealso:
   - module: imagestore.upload.upload_session_info
 author:
-  - imagestore.upload developers
+  - imagestore.upload developers (@imagestore)
 '''
 
 EXAMPLES = r'''

@@ -31,7 +31,7 @@ seealso:
   - module: imagestore.upload.image_upload
   - module: imagestore.upload.upload_session_info
 author:
-  - imagestore.upload developers
+  - imagestore.upload developers (@imagestore)
 '''
 
 EXAMPLES = r'''

@@ -28,7 +28,7 @@ attributes:
 seealso:
   - module: imagestore.upload.image_upload
 author:
-  - imagestore.upload developers
+  - imagestore.upload developers (@imagestore)
 '''
 
 EXAMPLES = r'''

@@ -111,7 +111,7 @@ def test_dropped_connection_is_retried_with_a_fresh_body(scripted):
     url, script = scripted([("drop", {}, b""), (200, {}, b"")])
     bodies = iter([b"first", b"second"])
     client(url).request("PUT", "/x", body=lambda: next(bodies))
-    assert [b for _, _, b in script.seen][-1] == b"second"
+    assert script.seen[-1][2] == b"second"
 
 
 def test_connection_refused_message():
@@ -122,18 +122,18 @@ def test_connection_refused_message():
 
 
 def test_range_not_satisfiable_becomes_a_conflict(scripted):
-    url, _ = scripted([(400, {}, {"Error": {"Code": "FABRIC_E_UPLOAD_SESSION_RANGE_NOT_SATISFIABLE", "Message": "r"}})])
+    url = scripted([(400, {}, {"Error": {"Code": "FABRIC_E_UPLOAD_SESSION_RANGE_NOT_SATISFIABLE", "Message": "r"}})])[0]
     api = ServiceFabricClient(client(url))
     with pytest.raises(Conflict):
         api.upload_chunk("a/b", "4a2340e8-d8d8-497c-95fe-cdaa1052f33b", 0, 3, 4, b"abcd")
 
 
 def test_204_means_no_session_and_numbers_are_strings(scripted):
-    url, _ = scripted([(204, {}, b""), (200, {}, {"UploadSessions": [{
+    url = scripted([(204, {}, b""), (200, {}, {"UploadSessions": [{
         "StoreRelativePath": "SwaggerTest\\Common.dll", "SessionId": "4a2340e8-d8d8-497c-95fe-cdaa1052f33b",
         "FileSize": "2097152", "ModifiedDate": "2017-09-28T17:06:37.260Z",
         "ExpectedRanges": [{"StartPosition": "0", "EndPosition": "402128"},
-                           {"StartPosition": "730105", "EndPosition": "2097151"}]}]})])
+                           {"StartPosition": "730105", "EndPosition": "2097151"}]}]})])[0]
     api = ServiceFabricClient(client(url))
     assert api.get_session("4a2340e8-d8d8-497c-95fe-cdaa1052f33b") is None
     s = api.get_session("4a2340e8-d8d8-497c-95fe-cdaa1052f33b")
@@ -144,5 +144,5 @@ def test_204_means_no_session_and_numbers_are_strings(scripted):
 def test_paths_are_percent_encoded_with_separators(scripted):
     url, script = scripted([(404, {}, b"")])
     assert ServiceFabricClient(client(url)).content("apps/My App/v1.0") is None
-    method, path, _ = script.seen[0]
+    path = script.seen[0][1]
     assert path.startswith("/ImageStore/apps%2FMy%20App%2Fv1.0?") and "api-version=6.2" in path

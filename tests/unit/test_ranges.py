@@ -55,13 +55,13 @@ def test_grid_plan_sends_whole_slices_covering_the_missing_suffix(size, grid, da
     offset = data.draw(st.integers(0, size - 1)) // grid * grid       # ZStack: a slice-aligned offset
     chunks = plan([(offset, size - 1)], 10 ** 9, grid=grid, size=size)
     assert covered(chunks) == set(range(offset, size))
-    assert all(s % grid == 0 for s, _ in chunks)
+    assert all(chunk[0] % grid == 0 for chunk in chunks)
     assert all(e - s + 1 == grid for s, e in chunks[:-1])
 
 
 @given(size_and_ranges())
 def test_normalize_merges_touching_and_overlapping_ranges(data):
-    _, ranges = data
+    ranges = data[1]
     merged = normalize(ranges)
     assert covered(merged) == covered(ranges)
     for (s1, e1), (s2, e2) in zip(merged, merged[1:]):
