@@ -23,6 +23,8 @@ import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from imagestore_emulator.faults import FaultError, Faults
+
 COPY_BLOCK = 1024 * 1024
 MAX_JSON_BODY = 16 * 1024 * 1024
 
@@ -170,6 +172,18 @@ class ProviderAPI:
         """What the start line and /_emulator/health show about this API."""
         return {}
 
+    def operation(self, request):
+        """This API's name for the operation a request performs (fault rules match on it)."""
+        return "%s %s" % (request.method, request.path)
+
+    def expire_for(self, request):
+        """Expire the session ``request`` names (the ``expire`` fault); False when there is none."""
+        return False
+
+    def error_response(self, status, message):
+        """An error answer in this API's own error format (used by the ``status`` fault)."""
+        return Response.json({"error": message}, status)
+
 
 def write_json_atomic(path, obj):
     """Persist a small JSON document so a crash never leaves half a file behind."""
@@ -237,6 +251,9 @@ class _Handler(BaseHTTPRequestHandler):
         request = Request(self, self.command, self.path, body)
         try:
             response = server.app.route(request)
+            if response is None:          # a fault closed the connection on purpose
+                self.close_connection = True
+                return
         except (ConnectionError, socket.timeout, ssl.SSLError):
             self.close_connection = True
             return
@@ -327,20 +344,47 @@ class EmulatorServer(ThreadingHTTPServer):
 class App:
     """Routes requests to the provider APIs and answers the /_emulator/ control API."""
 
-    def __init__(self, data_dir, config, providers):
+    def __init__(self, data_dir, config, providers, faults=None):
         self.data_dir = data_dir
         self.config = config
         self.providers = providers
+        self.faults = faults or Faults()
         self.started = time.time()
 
     def route(self, request):
+        """The provider's answer, with any fault rule applied; None: close the connection unanswered."""
         path = request.path
         if path.startswith("/_emulator/"):
             return self._control(request, path[len("/_emulator/"):])
         for provider in self.providers:
             if provider.matches(path):
-                return provider.handle(request)
+                rule = self.faults.match(provider.name, provider.operation(request), path)
+                if rule is None:
+                    return provider.handle(request)
+                return self._apply_fault(rule, provider, request)
         return Response.json({"error": "no such API: %s %s" % (request.method, path)}, 404)
+
+    @staticmethod
+    def _apply_fault(rule, provider, request):
+        action = rule["action"]
+        if action == "close_after_bytes":
+            left = int(rule["bytes"])
+            while left > 0 and request.body.remaining:
+                left -= len(request.body.read(min(left, COPY_BLOCK)))
+            return None
+        if action == "status":
+            headers = {"Retry-After": str(rule["retry_after"])} if "retry_after" in rule else {}
+            response = provider.error_response(int(rule["status"]), "injected fault: HTTP %d" % rule["status"])
+            response.headers.update(headers)
+            return response
+        if action == "delay":
+            time.sleep(rule["ms"] / 1000.0)
+        elif action == "expire":
+            provider.expire_for(request)
+        response = provider.handle(request)
+        if action == "drop_response":
+            response.drop = True
+        return response
 
     def _control(self, request, rest):
         if rest == "health":
@@ -350,6 +394,17 @@ class App:
             for provider in self.providers:
                 provider.reset()
             return Response.json({"status": "reset"})
+        if rest == "faults":
+            if request.method == "DELETE":
+                self.faults.clear()
+            elif request.method == "POST":
+                body = request.json(default={}) or {}
+                rules = body.get("rules", [body] if "action" in body else [])
+                try:
+                    self.faults.add(rules, seed=body.get("seed"))
+                except FaultError as exc:
+                    return Response.json({"error": str(exc)}, 400)
+            return Response.json(self.faults.state())
         if rest == "config":
             if request.method in ("POST", "PUT", "PATCH"):
                 changes = request.json(default={}) or {}

@@ -11,6 +11,7 @@ import tempfile
 import threading
 
 from imagestore_emulator.core import App, Config, EmulatorServer
+from imagestore_emulator.faults import Faults
 
 # provider name -> (module, class); a provider whose module is absent is simply not served
 PROVIDERS = (
@@ -35,6 +36,9 @@ def build_parser():
                    help="vSphere update session idle expiry in seconds (default 300)")
     p.add_argument("--zstack-idle", type=float, default=None, dest="zstack_idle_seconds",
                    help="ZStack upload idle limit in seconds (default 30)")
+    p.add_argument("--fault", action="append", default=[], metavar="JSON",
+                   help="a fault rule to apply from the start (repeatable); see imagestore_emulator/faults.py")
+    p.add_argument("--fault-seed", type=int, default=0, help="seed of the fault rules' probabilities")
     p.add_argument("--verbose", action="store_true", help="log every request to stderr")
     return p
 
@@ -70,7 +74,9 @@ def create_server(args):
                     sf_session_expiry_seconds=args.sf_session_expiry_seconds,
                     vsphere_session_expiry_seconds=args.vsphere_session_expiry_seconds,
                     zstack_idle_seconds=args.zstack_idle_seconds)
-    app = App(data_dir, config, load_providers(data_dir, config))
+    faults = Faults(args.fault_seed)
+    faults.add([json.loads(rule) for rule in args.fault])
+    app = App(data_dir, config, load_providers(data_dir, config), faults)
     server = EmulatorServer(app, args.host, args.port, tls_context(args), verbose=args.verbose)
     return server, data_dir
 

@@ -552,6 +552,29 @@ class ServiceFabricAPI(ProviderAPI):
             self._drop_locked(session)
         return Response.json({"expired": sid})
 
+    # ----------------------------------------------------------------- fault injection hooks
+
+    OPERATION_NAMES = {
+        "_get_session_by_id": "get", "_get_sessions_by_path": "get_by_path", "_upload_chunk": "chunk",
+        "_commit": "commit", "_delete_session": "delete_session", "_put_file": "put_file",
+        "_get_content": "content", "_delete_content": "delete_content",
+    }
+
+    def operation(self, request):
+        raw = request.raw_path[len("/ImageStore"):]
+        match = _OPERATION.search(raw)
+        operation = match.group(1).lower() if match else None
+        raw = raw[:match.start()] if match else raw
+        handler = self.ROUTES.get((request.method, operation, bool(raw.strip("/"))))
+        return self.OPERATION_NAMES.get(handler, "other")
+
+    def expire_for(self, request):
+        return self._expire(request.arg("session-id") or "").status == 200
+
+    def error_response(self, status, message):
+        code = {503: "FABRIC_E_NOT_READY", 504: "FABRIC_E_TIMEOUT"}.get(status, "E_FAIL")
+        return Response.json({"Error": {"Code": code, "Message": message}}, status)
+
     def describe(self):
         """Supported api-versions and the number of live sessions."""
         with self._lock:

@@ -137,7 +137,9 @@ class ServiceFabricClient:
                                        "Content-Length": str(end - start + 1)},
                               what="upload bytes %d-%d of %s" % (start, end, path))
         except ApiError as exc:
-            if exc.code == RANGE_NOT_SATISFIABLE:
+            if exc.code == RANGE_NOT_SATISFIABLE or exc.status == 404:
+                # the server's account moved (a retried chunk had landed), or the session went away
+                # (expired, deleted, lost on failover) while this chunk streamed: re-read and re-plan
                 raise Conflict(str(exc))
             raise
 
@@ -268,6 +270,7 @@ class ServiceFabric(Provider):
                                                                total(missing), source.size, path)
             return result
         first = [missing]
+        restarts = []
 
         def current_missing():
             self.deadline.check("uploading %s" % path)
@@ -275,8 +278,9 @@ class ServiceFabric(Provider):
                 return first.pop()
             s = self.api.get_session(session_id)
             if s is None:
-                raise ImageStoreError("upload session %s for %s disappeared (expired or deleted by someone else); "
-                                      "run again to start over" % (session_id, path))
+                # expired, deleted or lost on a failover: the next chunk starts the session afresh
+                restarts.append(session_id)
+                return [(0, source.size - 1)]
             return s["missing"]
 
         def send(start, end, src_file):
@@ -289,6 +293,10 @@ class ServiceFabric(Provider):
         self.api.commit(session_id)
         self._verify(path, source.size)
         result["chunks_replanned"] = transfer.conflicts
+        if restarts:
+            result["session_restarts"] = len(restarts)
+            self.warn("upload session %s of %s vanished during the upload (expired or deleted) and was started again"
+                      % (session_id, path))
         result["msg"] = "%s %d bytes to %s" % ("resumed upload, sent the missing" if result["resumed"] else "uploaded",
                                                result["bytes_sent"], path)
         return result

@@ -215,6 +215,10 @@ chunks_replanned:
   description: How many times the server's account of missing ranges changed under a running upload and the plan was redone.
   returned: when a session upload ran
   type: int
+session_restarts:
+  description: How many times the session vanished during the upload (expired, deleted, lost on failover) and was started again.
+  returned: when it happened
+  type: int
 files:
   description: For a package folder, one result per file (same keys as a single-file upload).
   returned: when src is a directory
