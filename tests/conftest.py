@@ -59,6 +59,7 @@ class AnsibleRunner:
 
     def __init__(self, workdir, collections_path, env=None):
         self.workdir = str(workdir)
+        os.makedirs(self.workdir, exist_ok=True)
         self.collections_path = collections_path
         self.extra_env = dict(env or {})
         self.count = 0

@@ -1,0 +1,71 @@
+"""The emulator killed with SIGKILL mid-upload and started again on the same data: the re-run
+resumes and the result is byte-identical; committed data survives the restart."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from imagestore_emulator.process import EmulatorProcess
+from tests.conftest import assert_no_traceback
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def own_emulator(tmp_path):
+    emu = EmulatorProcess(tmp_path / "data", extra_args=["--latency-ms", "40"])
+    os.makedirs(emu.data_dir)
+    emu.start()
+    yield emu
+    emu.stop()
+
+
+def args(emu, src, path):
+    return {"provider": "servicefabric", "endpoint": emu.url, "src": src, "path": path, "chunk_size": "1MiB",
+            "parallel": 2, "retries": 1}
+
+
+def test_sigkill_mid_upload_then_resume(ansible, own_emulator, image):
+    src, digest = image(64 * MiB, seed=31)
+    emu = own_emulator
+    playbook_run = subprocess.Popen([sys.executable, "-c", """
+import json, sys
+sys.path.insert(0, %r)
+from tests.conftest import AnsibleRunner
+runner = AnsibleRunner(%r, %r)
+result, run = runner.module("image_upload", json.loads(sys.argv[1]))
+print(json.dumps(result))
+""" % (os.getcwd(), ansible.workdir, ansible.collections_path), json.dumps(args(emu, src, "restart/disk.img"))],
+        stdout=subprocess.PIPE, env=ansible.env())
+    deadline = time.time() + 60
+    while emu.stats("servicefabric")["chunk_bytes"] < 8 * MiB:
+        assert time.time() < deadline and playbook_run.poll() is None, "the upload did not get going"
+        time.sleep(0.05)
+    emu.kill()
+    first = json.loads(playbook_run.communicate(timeout=120)[0].decode().strip().splitlines()[-1])
+    assert first["failed"] is True and "connect" in first["msg"], first
+
+    emu.restart()
+    sessions = emu.control("GET", "servicefabric/sessions").json()
+    received = sum(r["end"] - r["start"] + 1 for s in sessions for r in s["received"])
+    assert 8 * MiB <= received < 64 * MiB
+    result, run = ansible.module("image_upload", args(emu, src, "restart/disk.img"))
+    assert result["changed"] and result["resumed"], run.output
+    assert result["bytes_sent"] == 64 * MiB - received
+    assert emu.stored_sha256("servicefabric", "restart/disk.img") == digest
+    assert_no_traceback(run.output)
+
+
+def test_committed_data_survives_sigkill(ansible, own_emulator, image):
+    src, digest = image(3 * MiB, seed=32)
+    result, run = ansible.module("image_upload", args(own_emulator, src, "restart/kept.img"))
+    assert result["changed"], run.output
+    own_emulator.kill()
+    own_emulator.restart()
+    assert own_emulator.stored_sha256("servicefabric", "restart/kept.img") == digest
+    again, _ = ansible.module("image_upload", args(own_emulator, src, "restart/kept.img"))
+    assert again["changed"] is False
