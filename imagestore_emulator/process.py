@@ -42,8 +42,11 @@ class EmulatorProcess:
         cmd = [self.python, "-m", "imagestore_emulator", "--host", "127.0.0.1", "--port", str(self.port),
                "--data-dir", self.data_dir] + self.extra_args
         self._stderr = open(os.path.join(self.data_dir, "emulator.stderr.log"), "ab")
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._stderr, stdin=subprocess.DEVNULL,
-                                     env=self.env)
+        env = dict(self.env if self.env is not None else os.environ)
+        # the child imports this very copy of the emulator, installed or not
+        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._stderr, stdin=subprocess.DEVNULL, env=env)
         line = _readline_with_timeout(self.proc.stdout, timeout)
         if not line:
             code = self.proc.poll()
