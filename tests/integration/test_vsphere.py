@@ -1,0 +1,412 @@
+"""The four modules with provider vsphere, run through ansible-playbook against the emulator AND vcsim.
+
+Tests taking ``peer`` run twice: on the emulator (the plugin's target, or a configured vCenter) and on
+govmomi's vcsim (built and started once per session from tests/vcsim/). The same assertions hold on
+both where both can answer them: the stored size everywhere, the read-back SHA-256 on the emulator.
+What only the emulator can show (resume after an interrupted transfer, checksum verification, the
+/api style, fault injection, exact login errors) runs there only; see docs/vcsim-notes.md for why.
+
+vcsim is skipped, with its reason, only where Go or the govmomi sources are missing; with
+``IMAGESTORE_REQUIRE_VCSIM=1`` (CI) that is a failure instead.
+"""
+
+import importlib.util
+import os
+import tempfile
+import uuid
+
+import pytest
+import requests
+
+from pytest_imagestore.fixtures_vsphere import vsphere_library_item, vsphere_update_session  # noqa: F401  (until plugin.py loads them)
+from ansible_collections.imagestore.upload.plugins.module_utils._upload import DigestCache, Source
+from pytest_imagestore.partial import PartialUploads
+from pytest_imagestore.partial_vsphere import client_for
+from pytest_imagestore.plugin import Target
+from tests.conftest import assert_no_traceback, make_file, sha256_file
+
+MiB = 1024 * 1024
+ISO_SIZE = 64 * MiB
+BUILD_PY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "vcsim", "build.py")
+VCSIM_LIBRARY = "it-vsphere"
+
+
+def _load_build():
+    spec = importlib.util.spec_from_file_location("imagestore_vcsim_build", BUILD_PY)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def vcsim_target(request):
+    """govmomi's vcsim with a library on its datastore, as a Target; stopped at the end of the session."""
+    build = _load_build()
+    gopath = os.environ.get("IMAGESTORE_VCSIM_GOPATH") or build.DEFAULT_GOPATH
+    reason = build.unavailable_reason(gopath)
+    if reason is not None:
+        if os.environ.get("IMAGESTORE_REQUIRE_VCSIM") == "1":
+            pytest.fail("IMAGESTORE_REQUIRE_VCSIM=1 but vcsim cannot be built: " + reason)
+        pytest.skip("vcsim cannot be built: " + reason)
+    cache = getattr(request.config, "cache", None)
+    out_dir = os.environ.get("IMAGESTORE_VCSIM_DIR") or (str(cache.mkdir("vcsim")) if cache else
+                                                         os.path.join(tempfile.gettempdir(), "imagestore-vcsim"))
+    binary = build.build_vcsim(out_dir, gopath)
+    process, info = build.start_vcsim(binary, log_path=os.path.join(out_dir, "vcsim.log"))
+    try:
+        target = Target("vsphere", info["url"], username=info["username"], password=info["password"],
+                        validate_certs=False, ca_path=None, library=VCSIM_LIBRARY)
+        api = client_for(target)
+        api.library_create_local(VCSIM_LIBRARY, info["datastore_id"])
+        api.logout()
+        api.http.close()
+        yield target
+    finally:
+        build.stop_vcsim(process)
+
+
+class Peer:
+    """Where a test runs: module arguments, a client for looking at the server, the emulator if it is one."""
+
+    def __init__(self, kind, target):
+        self.kind = kind
+        self.target = target
+        self.library = target.options.get("library") or "images"
+        self.emulator = target.emulator
+        self._api = None
+
+    def args(self, **extra):
+        return self.target.module_args(**dict({"library": self.library}, **extra))
+
+    @property
+    def api(self):
+        if self._api is None:
+            self._api = client_for(self.target)
+        return self._api
+
+    def close(self):
+        if self._api is not None:
+            self._api.logout()
+            self._api.http.close()
+
+    def item_id(self, name):
+        found = self.api.item_find(self.library_id(), name)
+        return found[0] if found else None
+
+    def library_id(self):
+        return self.api.library_find(self.library)[0]
+
+    def files(self, item_id):
+        """name -> size of what the item holds (the last entry: vcsim lists a name once per PUT)."""
+        return dict((f["name"], f["size"]) for f in self.api.item_files(item_id))
+
+    def sessions(self, item_id):
+        """(id, state) of every update session of the item."""
+        found = []
+        for session_id in self.api.session_list(item_id):
+            model = self.api.session_get(session_id)
+            if model and model.get("library_item_id") == item_id:
+                found.append((session_id, model["state"]))
+        return found
+
+    def data_bytes(self):
+        return self.emulator.stats("vsphere")["data_bytes"] if self.emulator else None
+
+
+@pytest.fixture(params=["emulator", "vcsim"])
+def peer(request, imagestore_target):
+    target = imagestore_target("vsphere") if request.param == "emulator" else request.getfixturevalue("vcsim_target")
+    p = Peer(request.param, target)
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def partial(peer):
+    """Half-finished uploads on the peer (the plugin's maker, bound to this peer's target), removed after the test."""
+    uploads = PartialUploads({"vsphere": peer.target})
+    yield lambda src, **kwargs: uploads("vsphere", src, library=peer.library, **kwargs)
+    uploads.cleanup()
+
+
+@pytest.fixture
+def emu_peer(imagestore_target):
+    """The emulator only (tests of what vcsim does not implement)."""
+    target = imagestore_target("vsphere")
+    if not target.emulated:
+        pytest.skip("needs the emulator (a real vCenter is configured)")
+    p = Peer("emulator", target)
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def faults(imagestore_emulator):
+    """Fault rules for the vSphere part of the emulator, cleared before and after."""
+    url = imagestore_emulator.url + "/_emulator/faults"
+    requests.delete(url)
+
+    def add(**rule):
+        r = requests.post(url, json=dict({"provider": "vsphere"}, **rule))
+        assert r.status_code == 200, r.text
+    add.url = url
+    yield add
+    requests.delete(url)
+
+
+def unique(prefix):
+    return "%s-%s" % (prefix, uuid.uuid4().hex[:8])
+
+
+# ---------------------------------------------------------------------------------------------
+# both peers
+
+def test_iso_into_a_new_item_then_unchanged_and_no_session_left(ansible, peer, image):
+    src, digest = image(ISO_SIZE, seed=31, name="ubuntu.iso")
+    item = unique("iso")
+    before = peer.data_bytes()
+    first, run = ansible.module("image_upload", peer.args(src=src, item=item))
+    assert first["changed"] is True and first["item_created"] is True, run.output
+    assert first["size"] == ISO_SIZE and first["bytes_sent"] == ISO_SIZE and first["sha256"] == digest
+    assert first["resumed"] is False and first["api_style"] == ("api" if peer.kind == "emulator" else "rest")
+    item_id = first["item_id"]
+    assert first["destination"] == {"library_id": peer.library_id(), "item_id": item_id, "file_name": "ubuntu.iso"}
+    assert peer.api.item_get(item_id)["type"] == "iso"
+    assert peer.files(item_id) == {"ubuntu.iso": ISO_SIZE}
+    if peer.emulator:
+        assert peer.emulator.stored_sha256("vsphere", item_id, "ubuntu.iso") == digest
+        assert peer.data_bytes() - before == ISO_SIZE
+
+    again = ansible.run([("imagestore.upload.image_upload", peer.args(src=src, item=item)),
+                         ("imagestore.upload.upload_session_info", peer.args(item=item))])
+    second, info = again.results
+    assert second["changed"] is False and second["bytes_sent"] == 0 and second["session_id"] is None, again.output
+    assert second["item_id"] == item_id and second["sha256"] == digest
+    assert ("size and SHA-1" in second["msg"]) == (peer.kind == "emulator")      # vcsim reports no checksum: size decides
+    assert info["sessions"] == [] and peer.sessions(item_id) == []             # the DONE session was deleted, none ACTIVE
+    if peer.emulator:
+        assert peer.data_bytes() - before == ISO_SIZE
+
+
+def test_check_mode_sends_nothing_and_diff_shows_the_change(ansible, peer, image):
+    src, _ = image(3 * MiB, seed=32, name="check.iso")
+    item = unique("check")
+    before = peer.data_bytes()
+    result, run = ansible.module("image_upload", peer.args(src=src, item=item), check=True, diff=True)
+    assert result["changed"] is True and result["bytes_sent"] == 0 and result["would_send"] == 3 * MiB, run.output
+    assert result["item_id"] is None and result["session_id"] is None
+    assert result["msg"] == "would create item %r of library %r and upload check.iso (%d bytes)" % (item, peer.library, 3 * MiB)
+    assert result["diff"]["before"] == {"item": item, "file_name": "check.iso", "size": None, "checksum": None}
+    assert result["diff"]["after"]["size"] == 3 * MiB
+    assert peer.item_id(item) is None                        # no item was created, so no session either
+    assert peer.data_bytes() == before
+
+
+def test_info_commit_and_absent_are_idempotent(ansible, peer, image, partial):
+    src, digest = image(2 * MiB + 5, seed=33, name="commit.img")
+    item = unique("commit")
+    made = partial(src, fraction=1.0, item=item)           # every byte received, the session not completed
+    sid = made.session_id
+    run = ansible.run([
+        ("imagestore.upload.upload_session_info", peer.args(item=item)),
+        ("imagestore.upload.upload_session_info", peer.target.module_args(session_id=sid)),
+        {"imagestore.upload.upload_session_commit": peer.target.module_args(session_id=sid), "check_mode": True},
+        ("imagestore.upload.upload_session_commit", peer.target.module_args(session_id=sid)),
+        ("imagestore.upload.upload_session_commit", peer.args(item=item)),
+        ("imagestore.upload.upload_session_absent", peer.target.module_args(session_id=sid)),
+        ("imagestore.upload.upload_session_absent", peer.target.module_args(session_id=sid)),
+    ])
+    by_item, by_id, checked, committed, again, absent, absent_again = run.results
+    assert by_item["changed"] is False, run.output
+    (s,) = by_item["sessions"]
+    assert s["id"] == sid and s["state"] == "active" and s["provider"] == "vsphere" and s["library_item_id"] == made.item_id
+    assert [f["name"] for f in s["files"]] == ["commit.img"] and s["raw"]["state"] == "ACTIVE"
+    if peer.kind == "emulator":
+        assert s["size"] == 2 * MiB + 5 and s["bytes_received"] == 2 * MiB + 5 and s["progress"] == 100.0
+        assert s["files"][0]["status"] == "ready" and s["missing_ranges"] == [] and s["expires"].endswith("Z")
+    assert by_id["sessions"] == by_item["sessions"]
+    assert checked["changed"] is True and checked["msg"] == "would complete update session %s" % sid
+    assert committed["changed"] is True and committed["msg"] == "completed update session %s" % sid
+    assert again["changed"] is False and again["msg"] == "update session %s is already DONE" % sid
+    assert absent["changed"] is True and absent["deleted"] == [sid] and absent["canceled"] == []      # DONE: not canceled
+    assert absent_again["changed"] is False and absent_again["msg"] == "no such update session"
+    assert peer.sessions(made.item_id) == []
+    assert peer.files(made.item_id) == {"commit.img": 2 * MiB + 5}
+    if peer.emulator:
+        assert peer.emulator.stored_sha256("vsphere", made.item_id, "commit.img") == digest
+
+
+def test_absent_cancels_an_active_session_then_deletes_it(ansible, peer, vsphere_update_session):
+    session = vsphere_update_session(target=peer.target)
+    item = peer.api.item_get(session["item_id"])["name"]
+    run = ansible.run([("imagestore.upload.upload_session_absent", peer.args(item=item)),
+                       ("imagestore.upload.upload_session_absent", peer.args(item=item))])
+    first, second = run.results
+    assert first["changed"] is True and first["canceled"] == [session["id"]] and first["deleted"] == [session["id"]], run.output
+    assert first["msg"] == "deleted 1 update session(s) (canceled first: %s)" % session["id"]
+    assert second["changed"] is False and second["deleted"] == []
+    assert peer.sessions(session["item_id"]) == []
+
+
+def test_unknown_library_fails_clearly(ansible, peer, image):
+    src, _ = image(1000, name="x.iso")
+    result, run = ansible.module("image_upload", peer.args(src=src, item="x", library="no-such-library"))
+    assert result["failed"] is True, run.output
+    assert result["msg"] == ("library 'no-such-library' not found on %s: give the name or id of an existing content library"
+                             % peer.target.endpoint)
+    assert_no_traceback(run.output)
+
+
+# ---------------------------------------------------------------------------------------------
+# the emulator only
+
+def test_both_api_styles(ansible, emu_peer, image):
+    src, digest = image(2 * MiB + 1, seed=34, name="style.bin")
+    items = {"api": unique("style-api"), "rest": unique("style-rest")}
+    run = ansible.run([("imagestore.upload.image_upload", emu_peer.args(src=src, item=items["api"], api_style="api")),
+                       ("imagestore.upload.image_upload", emu_peer.args(src=src, item=items["rest"], api_style="rest")),
+                       ("imagestore.upload.image_upload", emu_peer.args(src=src, item=items["api"], api_style="rest"))])
+    by_api, by_rest, again = run.results
+    for style, result in (("api", by_api), ("rest", by_rest)):
+        assert result["changed"] is True and result["api_style"] == style, run.output
+        assert emu_peer.api.item_get(result["item_id"])["type"] == "file"
+        assert emu_peer.emulator.stored_sha256("vsphere", result["item_id"], "style.bin") == digest
+    assert again["changed"] is False and again["api_style"] == "rest" and again["item_id"] == by_api["item_id"]
+
+
+def test_resume_after_an_interrupted_transfer(ansible, emu_peer, image, imagestore_partial_upload):
+    src, digest = image(6 * MiB + 7, seed=35, name="resume.iso")
+    item = unique("resume")
+    partial = imagestore_partial_upload("vsphere", src, fraction=0.5, library=emu_peer.library, item=item)
+    assert partial.status == "ERROR" and partial.bytes_sent == (6 * MiB + 7) // 2
+    before = emu_peer.data_bytes()
+    result, run = ansible.module("image_upload", emu_peer.args(src=src, item=item))
+    assert result["changed"] is True and result["resumed"] is True, run.output
+    assert result["session_id"] == partial.session_id and result["item_created"] is False
+    assert result["bytes_sent"] == 6 * MiB + 7                        # whole-file re-send: the protocol has no ranged PUT
+    assert emu_peer.data_bytes() - before == 6 * MiB + 7
+    assert emu_peer.emulator.stored_sha256("vsphere", partial.item_id, "resume.iso") == digest
+    assert emu_peer.sessions(partial.item_id) == []
+
+
+def test_resumed_ovf_sends_only_the_files_not_yet_ready(ansible, emu_peer, tmp_path, imagestore_partial_upload):
+    folder = tmp_path / "appliance"
+    folder.mkdir()
+    digests = {"disk1.vmdk": make_file(str(folder / "disk1.vmdk"), 3 * MiB, seed=36),
+               "disk2.vmdk": make_file(str(folder / "disk2.vmdk"), 2 * MiB + 9, seed=37)}
+    (folder / "appliance.ovf").write_text(
+        '<?xml version="1.0"?>\n<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" '
+        'xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1"><References>'
+        '<File ovf:href="disk1.vmdk" ovf:id="file1"/><File ovf:href="disk2.vmdk" ovf:id="file2"/>'
+        '</References></Envelope>\n')
+    ovf = str(folder / "appliance.ovf")
+    item = unique("ovf")
+    for path, fraction in ((ovf, 1.0), (str(folder / "disk1.vmdk"), 1.0), (str(folder / "disk2.vmdk"), 0.4)):
+        partial = imagestore_partial_upload("vsphere", path, fraction=fraction, library=emu_peer.library, item=item)
+    before = emu_peer.data_bytes()
+    run = ansible.run([("imagestore.upload.image_upload", emu_peer.args(src=ovf, item=item)),
+                       ("imagestore.upload.image_upload", emu_peer.args(src=ovf, item=item))])
+    result, again = run.results
+    assert result["changed"] is True and result["resumed"] is True and result["session_id"] == partial.session_id, run.output
+    assert result["bytes_sent"] == 2 * MiB + 9 and emu_peer.data_bytes() - before == 2 * MiB + 9
+    assert [(f["name"], f["bytes_sent"]) for f in result["files"]] == [("appliance.ovf", 0), ("disk1.vmdk", 0),
+                                                                       ("disk2.vmdk", 2 * MiB + 9)]
+    assert emu_peer.api.item_get(partial.item_id)["type"] == "ovf"
+    for name, digest in digests.items():
+        assert emu_peer.emulator.stored_sha256("vsphere", partial.item_id, name) == digest
+    assert emu_peer.emulator.stored_bytes("vsphere", partial.item_id, "appliance.ovf") == (folder / "appliance.ovf").read_bytes()
+    assert again["changed"] is False and again["bytes_sent"] == 0
+    assert emu_peer.sessions(partial.item_id) == []
+
+
+def test_checksum_mismatch_fails_clearly_and_cleans_up(ansible, emu_peer, image):
+    """A file rewritten in place after its checksum was computed (size and mtime kept, so the digest cache
+    still vouches for it): the server verifies the declared SHA-1 against what arrives and refuses it."""
+    src, _ = image(4 * MiB, seed=38, name="changed.iso")
+    item = unique("mismatch")
+    cache = DigestCache(os.path.join(ansible.workdir, "digests.json"))       # where the runs' digest cache lives
+    stale_sha1 = Source(src, cache).digests(("sha1", "sha256"))["sha1"]     # what an earlier run left there
+    st = os.stat(src)
+    with open(src, "r+b") as fh:
+        fh.seek(MiB)
+        fh.write(b"\xff" * 4096)
+    os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
+    new_digest = sha256_file(src)
+    run = ansible.run([("imagestore.upload.image_upload", emu_peer.args(src=src, item=item)),
+                       ("imagestore.upload.upload_session_info", emu_peer.args(item=item)),
+                       ("imagestore.upload.image_upload", emu_peer.args(src=src, item=item))])
+    failed, info, retried = run.results
+    assert failed["failed"] is True, run.output
+    sid = failed["session_id"]
+    assert failed["msg"].startswith("upload of changed.iso failed: HTTP 400 invalid_argument: checksum mismatch for changed.iso "
+                                    "(SHA1): expected %s, got " % stale_sha1)
+    assert "%s changed after its checksum was computed" % src in failed["msg"]
+    assert failed["msg"].endswith("update session %s was failed, canceled and deleted" % sid)
+    assert failed["session_cleanup"] == "deleted"
+    assert_no_traceback(run.output)
+    assert info["sessions"] == []                                       # cleaned up: nothing left, let alone ACTIVE
+    assert all(s["id"] != sid for s in emu_peer.emulator.control("GET", "vsphere/sessions").json())
+    assert retried["changed"] is True and retried["session_id"] != sid   # the digest cache was corrected
+    assert emu_peer.emulator.stored_sha256("vsphere", retried["item_id"], "changed.iso") == new_digest
+
+
+def test_a_transfer_cut_once_is_sent_again_in_the_same_run(ansible, emu_peer, image, faults):
+    src, digest = image(4 * MiB, seed=39, name="cut.iso")
+    faults(operation="data_put", action="close_after_bytes", bytes=MiB, count=1)
+    result, run = ansible.module("image_upload", emu_peer.args(src=src, item=unique("cut")))
+    assert result["changed"] is True and result["bytes_sent"] >= 4 * MiB, run.output
+    assert requests.get(faults.url).json()["fired"], "the fault never fired"
+    assert emu_peer.emulator.stored_sha256("vsphere", result["item_id"], "cut.iso") == digest
+
+
+def test_retryable_failure_keeps_the_session_only_when_asked(ansible, emu_peer, image, faults, imagestore_emulator):
+    src, digest = image(3 * MiB, seed=40, name="kept.iso")
+    item = unique("kept")
+    always = {"provider": "vsphere", "operation": "data_put", "action": "close_after_bytes", "bytes": MiB, "count": 0}
+    clear = {"url": faults.url, "method": "DELETE", "status_code": 200}
+    run = ansible.run([
+        {"ansible.builtin.uri": {"url": faults.url, "method": "POST", "body_format": "json", "body": always}},
+        ("imagestore.upload.image_upload", emu_peer.args(src=src, item=item, retries=1)),
+        ("imagestore.upload.image_upload", emu_peer.args(src=src, item=item, retries=1, keep_session_on_failure=True)),
+        {"ansible.builtin.uri": clear},
+        ("imagestore.upload.image_upload", emu_peer.args(src=src, item=item)),
+    ])
+    _, dropped, kept, _, resumed = run.results
+    assert dropped["failed"] is True and dropped["session_cleanup"] == "deleted", run.output
+    assert dropped["msg"].startswith("upload of kept.iso: connection to %s failed: " % emu_peer.target.endpoint)
+    assert dropped["msg"].endswith("update session %s was failed, canceled and deleted" % dropped["session_id"])
+    assert kept["failed"] is True and kept["session_cleanup"] == "kept" and kept["session_id"] != dropped["session_id"]
+    assert kept["msg"].endswith("update session %s is left ACTIVE (keep_session_on_failure=true): run again to resume it, or "
+                                "remove it with imagestore.upload.upload_session_absent" % kept["session_id"])
+    assert resumed["changed"] is True and resumed["resumed"] is True and resumed["session_id"] == kept["session_id"]
+    assert emu_peer.emulator.stored_sha256("vsphere", resumed["item_id"], "kept.iso") == digest
+    assert emu_peer.sessions(resumed["item_id"]) == []
+    assert_no_traceback(run.output)
+
+
+def test_bad_input_fails_clearly_without_secrets(ansible, emu_peer, image):
+    src, _ = image(1000, name="bad.iso")
+    secret = "Wrong-Secret-%s" % uuid.uuid4().hex[:6]
+    cases = [
+        ("image_upload", emu_peer.args(src=src, item="bad", password=secret),
+         "login to %s as %s failed: wrong user name or password (HTTP 401 from POST /api/session)"
+         % (emu_peer.target.endpoint, emu_peer.target.options["username"])),
+        ("image_upload", emu_peer.args(src=src, item="bad", file_name="../x.iso"),
+         "file_name '../x.iso' must be a plain file name without '/', '\\' or '..', e.g. 'disk.iso'"),
+        ("upload_session_info", emu_peer.target.module_args(library=emu_peer.library),
+         "provider vsphere looks up update sessions by session_id, or by library and item together; give one of them"),
+        ("upload_session_commit", emu_peer.target.module_args(session_id="../etc"),
+         "session_id '../etc' is not a valid vSphere update session id: use the id image_upload or upload_session_info "
+         "returned (letters, digits, '.', '_', ':' and '-')"),
+        ("image_upload", dict(emu_peer.args(src=src, item="bad"), username=None, password=None),
+         "provider vsphere needs username and password (options username and password, or IMAGESTORE_USERNAME and "
+         "IMAGESTORE_PASSWORD)"),
+    ]
+    run = ansible.run([("imagestore.upload." + module, {k: v for k, v in args.items() if v is not None})
+                       for module, args, _ in cases])
+    for (module, _, message), result in zip(cases, run.results):
+        assert result.get("failed") is True, (module, result)
+        assert result["msg"] == message, (module, result["msg"])
+    assert_no_traceback(run.output)
+    assert secret not in run.output and secret not in repr(run.results)
+    assert emu_peer.target.options["password"] not in run.output

@@ -1,0 +1,285 @@
+"""The vSphere adapter's client against a scripted local server: both API styles, error mapping (including
+vcsim's bare and empty answers), the style probe, re-login on 401, the keep-alive thread, and the pure helpers."""
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from ansible_collections.imagestore.upload.plugins.module_utils._http import ApiError, HttpClient, ImageStoreError
+from ansible_collections.imagestore.upload.plugins.module_utils._vsphere import (
+    ContentLibraryClient, KeepAlive, check_file_name, item_type, ovf_references, parse_time, same_content,
+)
+
+REST_NOT_FOUND = {"type": "com.vmware.vapi.std.errors.not_found",
+                  "value": {"error_type": "NOT_FOUND", "messages": [{"id": "x", "default_message": "library 42 not found", "args": []}]}}
+API_NOT_FOUND = {"error_type": "NOT_FOUND", "messages": [{"id": "x", "default_message": "library 42 not found", "args": []}]}
+
+
+class Script:
+    """Answers by (method, path without query): a list of (status, body[, content type]) used in order, the last repeating."""
+
+    def __init__(self, routes):
+        self.routes = {k: list(v) for k, v in routes.items()}
+        self.seen = []
+
+
+@pytest.fixture
+def server():
+    servers = []
+
+    def start(routes):
+        script = Script(routes)
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _any(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                path = self.path.split("?")[0]
+                script.seen.append((self.command, self.path, dict(self.headers), body))
+                answers = script.routes.get((self.command, path)) or [(404, b"404 page not found\n", "text/plain; charset=utf-8")]
+                answer = answers.pop(0) if len(answers) > 1 else answers[0]
+                status, out = answer[0], answer[1]
+                ctype = answer[2] if len(answer) > 2 else "application/json"
+                data = json.dumps(out).encode() if not isinstance(out, bytes) else out
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_PATCH = _any
+
+        srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+        servers.append(srv)
+        return "http://127.0.0.1:%d" % srv.server_address[1], script
+
+    yield start
+    for srv in servers:
+        srv.shutdown()
+        srv.server_close()
+
+
+def client(url, style="auto", user="admin", password="secret"):
+    http = HttpClient(url, retries=1, backoff=0.01, error_parser=ContentLibraryClient.parse_error)
+    return ContentLibraryClient(http, user, password, style)
+
+
+REST_LOGIN = ("POST", "/rest/com/vmware/cis/session")
+API_LOGIN = ("POST", "/api/session")
+
+
+# -- the style probe and login --------------------------------------------------------------
+
+def test_auto_prefers_api(server):
+    url, script = server({API_LOGIN: [(201, "tok-api")], ("GET", "/api/content/library/lib-1"): [(200, {"id": "lib-1"})]})
+    api = client(url)
+    assert api.library_get("lib-1") == {"id": "lib-1"}
+    assert api.style == "api"
+    method, path, headers, _ = script.seen[-1]
+    assert headers["vmware-api-session-id"] == "tok-api"
+
+
+def test_auto_falls_back_to_rest_where_api_is_not_served(server):
+    """vcsim: /api answers 404 text; /rest answers JSON as text/plain, empty lists as {"value": null}."""
+    url, script = server({REST_LOGIN: [(200, b'{"value":"tok-rest"}\n', "text/plain; charset=utf-8")],
+                          ("POST", "/rest/com/vmware/content/library"): [(200, b'{"value":null}\n', "text/plain; charset=utf-8")]})
+    api = client(url)
+    assert api.library_find("images") == []
+    assert api.style == "rest"
+    assert [(m, p) for m, p, _, _ in script.seen] == [("POST", "/api/session"), ("POST", "/rest/com/vmware/cis/session"),
+                                                      ("POST", "/rest/com/vmware/content/library?~action=find")]
+    assert json.loads(script.seen[-1][3]) == {"spec": {"name": "images"}}
+    assert script.seen[1][2]["vmware-use-header-authn"] == "true"
+
+
+def test_forced_api_style_on_a_server_without_it(server):
+    url, _ = server({})
+    with pytest.raises(ImageStoreError) as err:
+        client(url, style="api").login()
+    assert err.value.message == ("api_style api: %s does not serve the /api endpoints (POST /api/session answered HTTP 404); it is "
+                                 "older than vCenter 7.0 or a simulator: use api_style rest or auto" % url)
+
+
+def test_no_automation_api_at_all(server):
+    url, _ = server({})
+    with pytest.raises(ImageStoreError) as err:
+        client(url).login()
+    assert "does not serve the vSphere Automation API (POST /api/session and POST /rest/com/vmware/cis/session answered HTTP 404)" \
+        in err.value.message
+
+
+@pytest.mark.parametrize("style,login", [("api", API_LOGIN), ("rest", REST_LOGIN)])
+def test_wrong_password_message_has_no_secret(server, style, login):
+    body = API_NOT_FOUND if style == "api" else REST_NOT_FOUND
+    url, _ = server({login: [(401, dict(body, error_type="UNAUTHENTICATED"))]})
+    with pytest.raises(ApiError) as err:
+        client(url, style=style, password="Very-Secret").login()
+    assert err.value.message == "login to %s as admin failed: wrong user name or password (HTTP 401 from POST %s)" % (url, login[1])
+    assert "Very-Secret" not in err.value.message
+
+
+def test_missing_credentials(server):
+    url, script = server({})
+    with pytest.raises(ImageStoreError) as err:
+        client(url, password=None).login()
+    assert "provider vsphere needs username and password" in err.value.message and script.seen == []
+
+
+def test_a_401_logs_in_again_once(server):
+    url, script = server({API_LOGIN: [(201, "tok-1"), (201, "tok-2")],
+                          ("GET", "/api/content/library/item/it-1"): [(401, {"error_type": "UNAUTHENTICATED", "messages": []}),
+                                                                      (200, {"id": "it-1"})]})
+    api = client(url)
+    assert api.item_get("it-1") == {"id": "it-1"}
+    tokens = [h.get("vmware-api-session-id") for m, p, h, _ in script.seen if p.startswith("/api/content")]
+    assert tokens == ["tok-1", "tok-2"] and api.logins == 2
+
+
+def test_a_second_401_is_an_error(server):
+    url, _ = server({API_LOGIN: [(201, "tok")], ("GET", "/api/content/library/item/it-1"): [(401, b"", "text/plain")]})
+    with pytest.raises(ApiError) as err:
+        client(url).item_get("it-1")
+    assert err.value.status == 401 and err.value.message == "get library item it-1 failed: HTTP 401: Unauthorized"
+
+
+# -- error mapping ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("style,body,ctype,expected", [
+    ("rest", REST_NOT_FOUND, "application/json", "HTTP 400 not_found: library 42 not found"),
+    ("api", API_NOT_FOUND, "application/json", "HTTP 400 not_found: library 42 not found"),
+    ("rest", {"type": "com.vmware.vapi.std.errors.already_exists", "value": {}}, "text/plain", "HTTP 400 already_exists"),
+    ("rest", b"404 page not found\n", "text/plain", "HTTP 400: 404 page not found"),
+    ("rest", b"", "text/plain", "HTTP 400: Bad Request"),
+])
+def test_error_bodies_of_both_styles_and_of_vcsim(server, style, body, ctype, expected):
+    login = API_LOGIN if style == "api" else REST_LOGIN
+    token = "tok" if style == "api" else {"value": "tok"}
+    path = "/api/content/library/item" if style == "api" else "/rest/com/vmware/content/library/item"
+    url, _ = server({login: [(201 if style == "api" else 200, token)], ("POST", path): [(400, body, ctype)]})
+    with pytest.raises(ApiError) as err:
+        client(url, style=style).item_create("lib", "disk", "iso")
+    assert str(err.value) == "create library item disk failed: " + expected
+
+
+def test_rest_and_api_request_shapes(server):
+    """The same call in both styles: wrapped body and client_token in it (/rest), bare body and client_token in the query (/api)."""
+    url, script = server({REST_LOGIN: [(200, {"value": "t"})], API_LOGIN: [(201, "t")],
+                          ("POST", "/rest/com/vmware/content/library/item/update-session"): [(200, {"value": "s-1"})],
+                          ("POST", "/api/content/library/item/update-session"): [(201, "s-2")]})
+    assert client(url, style="rest").session_create("it-1", client_token="ct") == "s-1"
+    assert client(url, style="api").session_create("it-1", client_token="ct") == "s-2"
+    rest, api = [s for s in script.seen if "update-session" in s[1]]
+    assert json.loads(rest[3]) == {"client_token": "ct", "create_spec": {"library_item_id": "it-1"}}
+    assert api[1] == "/api/content/library/item/update-session?client_token=ct" and json.loads(api[3]) == {"library_item_id": "it-1"}
+
+
+def test_validate_with_an_empty_answer_means_no_errors(server):
+    url, _ = server({REST_LOGIN: [(200, {"value": "t"})],
+                     ("POST", "/rest/com/vmware/content/library/item/updatesession/file/id:s-1"): [(200, b"", "text/plain")]})
+    assert client(url, style="rest").file_validate("s-1") == {"has_errors": False, "missing_files": [], "invalid_files": []}
+
+
+def test_file_get_answering_the_session_falls_back_to_the_list(server):
+    """vcsim answers ?~action=get with the session model; the file is then looked up in the list."""
+    url, _ = server({REST_LOGIN: [(200, {"value": "t"})],
+                     ("POST", "/rest/com/vmware/content/library/item/updatesession/file/id:s-1"): [(200, {"value": {"id": "s-1"}})],
+                     ("GET", "/rest/com/vmware/content/library/item/updatesession/file"): [
+                         (200, {"value": [{"name": "a.iso", "status": "WAITING_FOR_TRANSFER"}]})]})
+    api = client(url, style="rest")
+    assert api.file_get("s-1", "a.iso") == {"name": "a.iso", "status": "WAITING_FOR_TRANSFER"}
+    assert api.file_get("s-1", "b.iso") is None
+
+
+# -- keep-alive ---------------------------------------------------------------------------------
+
+class RecordingApi:
+    def __init__(self):
+        self.calls = []
+
+    def ping(self):
+        self.calls.append("ping")
+
+    def session_keep_alive(self, session_id, client_progress=None):
+        self.calls.append(("keep-alive", session_id, client_progress))
+
+
+def test_keep_alive_pings_both_sessions_and_progress_only_grows():
+    api = RecordingApi()
+    values = iter([10, 5, 40, 40, 100])
+    with KeepAlive(api, "s-1", 0.02, lambda: next(values, 100), start_progress=7) as keep_alive:
+        deadline = time.monotonic() + 5
+        while keep_alive.pings < 5 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    progress = [c[2] for c in api.calls if c != "ping"]
+    assert api.calls.count("ping") >= 5 and progress[:5] == [10, None, 40, None, 100]
+    stopped = len(api.calls)
+    time.sleep(0.1)
+    assert len(api.calls) == stopped                       # the thread ended with the with-block
+
+
+def test_keep_alive_errors_are_counted_not_raised():
+    class Failing(RecordingApi):
+        def ping(self):
+            raise ImageStoreError("keep the API session alive failed: HTTP 503")
+    keep_alive = KeepAlive(Failing(), "s-1", 60, lambda: 50)
+    keep_alive.ping()
+    assert keep_alive.errors == ["keep the API session alive failed: HTTP 503"] and keep_alive.pings == 0
+
+
+def test_keep_alive_interval_is_a_third_of_the_expiry_at_most_a_minute():
+    now = 1_800_000_000.0
+    expires = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now + 300)) + ".000Z"
+    assert KeepAlive.interval_for({"expiration_time": expires}, now=now) == 60.0
+    expires = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now + 30)) + ".123456789Z"
+    assert KeepAlive.interval_for({"expiration_time": expires}, now=now) == pytest.approx(10.04, abs=0.01)
+    assert KeepAlive.interval_for({}, now=now) == 60.0
+
+
+# -- pure helpers ------------------------------------------------------------------------------
+
+def test_parse_time_accepts_milliseconds_and_nanoseconds():
+    assert parse_time("1970-01-01T00:01:00.500Z") == 60.5
+    assert parse_time("2026-11-23T19:12:11.447460275Z") == pytest.approx(1795461131.447, abs=0.001)
+    assert parse_time("yesterday") is None
+
+
+def test_same_content_uses_the_checksum_where_reported_else_the_size():
+    digests = {"sha1": "a" * 40, "sha256": "b" * 64}
+    assert same_content({"size": 10, "checksum_info": {"algorithm": "SHA1", "checksum": "A" * 40}}, 10, digests)
+    assert not same_content({"size": 10, "checksum_info": {"algorithm": "SHA1", "checksum": "c" * 40}}, 10, digests)
+    assert same_content({"size": 10, "checksum_info": {"algorithm": "SHA256", "checksum": "b" * 64}}, 10, digests)
+    assert same_content({"size": 10}, 10, digests)                         # vcsim: no checksum, size decides
+    assert not same_content({"size": "11"}, 10, digests) and not same_content(None, 10, digests)
+
+
+@pytest.mark.parametrize("name,kind", [("a.iso", "iso"), ("A.ISO", "iso"), ("x.ovf", "ovf"), ("x.ova", "ovf"), ("disk.img", "file")])
+def test_item_type_from_the_extension(name, kind):
+    assert item_type("/srv/" + name) == kind
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", "a\\b", "..", "", "a\nb"])
+def test_file_names_must_be_plain(name):
+    with pytest.raises(ImageStoreError):
+        check_file_name(name)
+
+
+def test_ovf_references(tmp_path):
+    ovf = tmp_path / "a.ovf"
+    ovf.write_text('<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1">'
+                   '<References><File ovf:href="a-1.vmdk" ovf:id="f1"/><File ovf:href="a-2.iso" ovf:id="f2"/></References>'
+                   '<DiskSection/></Envelope>')
+    assert ovf_references(str(ovf)) == ["a-1.vmdk", "a-2.iso"]
+    bad = tmp_path / "bad.ovf"
+    bad.write_text("<Envelope>")
+    with pytest.raises(ImageStoreError) as err:
+        ovf_references(str(bad))
+    assert err.value.message.startswith("src %s is not a readable OVF descriptor: " % bad)
