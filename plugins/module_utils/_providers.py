@@ -110,6 +110,10 @@ def session_spec(extra=None):
     return spec
 
 
+#: a session is named by its id or by its destination, not both
+SESSION_MUTUALLY_EXCLUSIVE = [("session_id", "path"), ("session_id", "image_id"), ("session_id", "item")]
+
+
 def parse_size(value, option="chunk_size"):
     """Bytes from ``16777216``, ``'16M'``, ``'16MB'`` or ``'16MiB'`` (binary multiples)."""
     text = str(value).strip()

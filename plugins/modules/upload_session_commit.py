@@ -64,12 +64,12 @@ missing_ranges:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.imagestore.upload.plugins.module_utils._providers import run_module, session_spec
+from ansible_collections.imagestore.upload.plugins.module_utils._providers import SESSION_MUTUALLY_EXCLUSIVE, run_module, session_spec
 
 
 def main():
     module = AnsibleModule(argument_spec=session_spec(), supports_check_mode=True,
-                           mutually_exclusive=[("session_id", "path"), ("session_id", "image_id"), ("session_id", "item")])
+                           mutually_exclusive=SESSION_MUTUALLY_EXCLUSIVE)
     run_module(module, "commit")
 
 
