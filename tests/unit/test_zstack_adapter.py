@@ -211,7 +211,7 @@ def test_an_async_call_whose_api_job_says_id1001_is_submitted_again(scripted):
                             (202, location), (202, {}), (200, {"inventory": {"uuid": "job1", "state": "Waiting"}})])
     job = api.submit_add_image("id1", {"name": "n"})
     assert job["uuid"] == "job1"
-    paths = [(m, p) for m, p, _, _ in server.seen]
+    paths = [seen[:2] for seen in server.seen]
     assert paths == [("PUT", "/zstack/v1/accounts/login"), ("POST", "/zstack/v1/longjobs"), ("GET", "/zstack/v1/api-jobs/j1"),
                      ("PUT", "/zstack/v1/accounts/login"), ("POST", "/zstack/v1/longjobs"), ("GET", "/zstack/v1/api-jobs/j1"),
                      ("GET", "/zstack/v1/api-jobs/j1")]
@@ -248,7 +248,7 @@ def test_upload_job_details_falls_back_to_put_on_405_and_remembers_it(scripted):
     server, api = scripted([login_ok(SESSION_A), (405, b"The method[GET] is not allowed"), (200, details), (200, {"existingJobDetails": []})])
     assert api.upload_job_details("md5/x") == details["existingJobDetails"]
     assert api.upload_job_details("other") == []
-    calls = [(m, p, b) for m, p, _, b in server.seen[1:]]
+    calls = [(seen[0], seen[1], seen[3]) for seen in server.seen[1:]]
     assert calls == [("GET", "/zstack/v1/images/upload-job/details/md5%2Fx", b""),
                      ("PUT", "/zstack/v1/images/upload-job/details/md5%2Fx", b'{"systemTags": [], "userTags": []}'),
                      ("PUT", "/zstack/v1/images/upload-job/details/other", b'{"systemTags": [], "userTags": []}')]
