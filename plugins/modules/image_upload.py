@@ -24,6 +24,9 @@ description:
     file to the same relative path below O(path), empty files by whole-file PUT, then an empty C(_.dir) marker per
     folder. The upload session id is derived from the path, the size and the SHA-256 of the file, so a
     different file never resumes a session that is not its own.
+  - ZStack. O(src) becomes the image O(name) on O(backup_storage), uploaded as a long job in parallel slices of
+    O(chunk_size). A Ready image with the same O(name) and MD5 on the backup storage is left alone; an unfinished
+    upload job for the same O(image_id) is resumed (a Suspended one first) and only the slices after its offset are sent.
 extends_documentation_fragment:
   - imagestore.upload.connection
 attributes:
@@ -150,6 +153,18 @@ EXAMPLES = r'''
     src: /build/CalcServiceApp
     path: Store/CalcServiceApp
 
+- name: Upload a qcow2 template into ZStack
+  imagestore.upload.image_upload:
+    provider: zstack
+    endpoint: http://zstack.example.com:8080
+    username: admin
+    password: "{{ zstack_password }}"
+    src: /srv/images/centos9.qcow2
+    name: centos9
+    backup_storage: bs
+    platform: Linux
+  register: zimage
+
 - name: Set the connection once for every module of the collection
   module_defaults:
     group/imagestore.upload.upload:
@@ -214,6 +229,42 @@ would_send:
 chunks_replanned:
   description: How many times the server's account of missing ranges changed under a running upload and the plan was redone.
   returned: when a session upload ran
+  type: int
+image_uuid:
+  description: ZStack. Uuid of the image.
+  returned: when provider is zstack
+  type: str
+long_job_uuid:
+  description: ZStack. Uuid of the upload's long job (the same as RV(session_id)).
+  returned: when provider is zstack
+  type: str
+status:
+  description: ZStack. The image's status, V(Ready) after an upload.
+  returned: when provider is zstack
+  type: str
+md5:
+  description: ZStack. MD5 of the source file.
+  returned: when provider is zstack
+  type: str
+image_id:
+  description: ZStack. The upload's id (the long job is tagged C(uploadImage::<image_id>)).
+  returned: when provider is zstack
+  type: str
+format:
+  description: ZStack. Format the image was added with.
+  returned: when provider is zstack
+  type: str
+media_type:
+  description: ZStack. Media type the image was added with.
+  returned: when provider is zstack
+  type: str
+slice_size:
+  description: ZStack. Slice size used; for a resumed job, the job's own.
+  returned: when provider is zstack
+  type: int
+slices_already_present:
+  description: ZStack. Slices the image store already had (answered 406).
+  returned: when provider is zstack
   type: int
 session_restarts:
   description: How many times the session vanished during the upload (expired, deleted, lost on failover) and was started again.

@@ -56,6 +56,11 @@ deleted:
   returned: always
   type: list
   elements: str
+purged:
+  description: ZStack. Uuids of the images deleted and expunged (or that would be).
+  returned: when provider is zstack
+  type: list
+  elements: str
 '''
 
 from ansible.module_utils.basic import AnsibleModule

@@ -55,6 +55,18 @@ path:
   description: Service Fabric. Where the committed file is.
   returned: when provider is servicefabric
   type: str
+image_uuid:
+  description: ZStack. Uuid of the image.
+  returned: when provider is zstack
+  type: str
+long_job_uuid:
+  description: ZStack. Uuid of the upload's long job.
+  returned: when provider is zstack
+  type: str
+status:
+  description: ZStack. The image's status after the commit (V(Ready)).
+  returned: when provider is zstack
+  type: str
 missing_ranges:
   description: On failure, the byte ranges the server has not received.
   returned: failure because bytes are missing

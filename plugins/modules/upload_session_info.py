@@ -68,7 +68,7 @@ sessions:
       type: str
       returned: always
     size:
-      description: Size of the file being uploaded, in bytes.
+      description: Size of the file being uploaded, in bytes (ZStack, none until the first slice has arrived).
       type: int
       returned: always
     bytes_received:
@@ -97,6 +97,30 @@ sessions:
       description: Service Fabric. Image store relative path of the session.
       type: str
       returned: when provider is servicefabric
+    offset:
+      description: ZStack. The contiguous prefix the image store has received, in bytes.
+      type: int
+      returned: when provider is zstack
+    image_id:
+      description: ZStack. The upload's id.
+      type: str
+      returned: when provider is zstack
+    image_uuid:
+      description: ZStack. Uuid of the image being uploaded.
+      type: str
+      returned: when provider is zstack
+    upload_url:
+      description: ZStack. Where the slices go.
+      type: str
+      returned: when provider is zstack
+    image_status:
+      description: ZStack. Status of the image (V(Downloading), V(Ready), ...).
+      type: str
+      returned: when provider is zstack
+    error:
+      description: ZStack. The job's error, for a suspended, failed or canceled job.
+      type: str
+      returned: when provider is zstack and the job has one
 '''
 
 from ansible.module_utils.basic import AnsibleModule
