@@ -365,6 +365,44 @@ class VSphereAPI(ProviderAPI):
     def matches(self, path):
         return path.startswith(("/rest/", "/api/", "/cls-data/"))
 
+    # ----------------------------------------------------------------- fault-injection hooks (see faults.py)
+
+    @staticmethod
+    def _route(request):
+        """(style, operation, ids) of a request; operation ``data_put`` for the data endpoint, None when unrouted."""
+        segments = [unquote(s) for s in request.raw_path.split("/")[1:]]
+        if segments[0] == "cls-data":
+            return "data", "data_put", segments[1:2]
+        style = segments[0]
+        try:
+            call = _Call(request, style, [s for s in segments[1:] if s != ""])
+            operation, ids = _match(_REST_ROUTES if style == "rest" else _API_ROUTES, request.method, call.segments, call.action)
+        except VapiError:
+            return style, None, []
+        return style, operation, ids
+
+    def operation(self, request):
+        """The operation name fault rules match on: the route's name (``file_add``, ``session_complete``, ``data_put``...)."""
+        return self._route(request)[1] or "unknown"
+
+    def error_response(self, status, message):
+        """An injected error in the vAPI shape (members of both styles, as the data endpoint answers)."""
+        kind = {401: "unauthenticated", 403: "unauthorized", 404: "not_found", 500: "internal_server_error",
+                503: "service_unavailable"}.get(status, "error")
+        return Response.json(VapiError(kind, message).body("data"), status)
+
+    def expire_for(self, request):
+        """Idle-expire the update session a session, file or data request names (the ``expire`` fault)."""
+        _, operation, ids = self._route(request)
+        if not ids or not operation or not operation.startswith(("session_", "file_", "data_")):
+            return False
+        with self._lock:
+            session = self._sessions.get(ids[0])
+            if session is None or session["state"] != "ACTIVE":
+                return False
+            self._expire(session, time.time())
+        return True
+
     def handle(self, request):
         segments = [unquote(s) for s in request.raw_path.split("/")[1:]]
         style = {"rest": "rest", "api": "api"}.get(segments[0], "data")

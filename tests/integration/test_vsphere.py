@@ -280,7 +280,13 @@ def test_resume_after_an_interrupted_transfer(ansible, emu_peer, image, imagesto
     partial = imagestore_partial_upload("vsphere", src, fraction=0.5, library=emu_peer.library, item=item)
     assert partial.status == "ERROR" and partial.bytes_sent == (6 * MiB + 7) // 2
     before = emu_peer.data_bytes()
-    result, run = ansible.module("image_upload", emu_peer.args(src=src, item=item))
+    run = ansible.run([("imagestore.upload.upload_session_commit", emu_peer.args(item=item)),
+                       ("imagestore.upload.image_upload", emu_peer.args(src=src, item=item))])
+    refused, result = run.results
+    assert refused["failed"] is True and refused["invalid_files"][0]["name"] == "resume.iso", run.output
+    assert refused["msg"].startswith("update session %s cannot be completed: invalid files: resume.iso (the transfer of "
+                                     "resume.iso broke after " % partial.session_id)
+    assert refused["missing_files"] == [] and refused["session"]["state"] == "active"
     assert result["changed"] is True and result["resumed"] is True, run.output
     assert result["session_id"] == partial.session_id and result["item_created"] is False
     assert result["bytes_sent"] == 6 * MiB + 7                        # whole-file re-send: the protocol has no ranged PUT
@@ -301,12 +307,15 @@ def test_resumed_ovf_sends_only_the_files_not_yet_ready(ansible, emu_peer, tmp_p
         '</References></Envelope>\n')
     ovf = str(folder / "appliance.ovf")
     item = unique("ovf")
-    for path, fraction in ((ovf, 1.0), (str(folder / "disk1.vmdk"), 1.0), (str(folder / "disk2.vmdk"), 0.4)):
+    for path, fraction in ((ovf, 1.0), (str(folder / "disk1.vmdk"), 1.0), (str(folder / "disk2.vmdk"), 0.0)):
         partial = imagestore_partial_upload("vsphere", path, fraction=fraction, library=emu_peer.library, item=item)
     before = emu_peer.data_bytes()
-    run = ansible.run([("imagestore.upload.image_upload", emu_peer.args(src=ovf, item=item)),
+    run = ansible.run([("imagestore.upload.upload_session_commit", emu_peer.target.module_args(session_id=partial.session_id)),
+                       ("imagestore.upload.image_upload", emu_peer.args(src=ovf, item=item)),
                        ("imagestore.upload.image_upload", emu_peer.args(src=ovf, item=item))])
-    result, again = run.results
+    refused, result, again = run.results
+    assert refused["failed"] is True and refused["missing_files"] == ["disk2.vmdk"] and refused["invalid_files"] == []
+    assert refused["msg"] == "update session %s cannot be completed: missing files: disk2.vmdk" % partial.session_id
     assert result["changed"] is True and result["resumed"] is True and result["session_id"] == partial.session_id, run.output
     assert result["bytes_sent"] == 2 * MiB + 9 and emu_peer.data_bytes() - before == 2 * MiB + 9
     assert [(f["name"], f["bytes_sent"]) for f in result["files"]] == [("appliance.ovf", 0), ("disk1.vmdk", 0),
@@ -341,12 +350,13 @@ def test_checksum_mismatch_fails_clearly_and_cleans_up(ansible, emu_peer, image)
     assert failed["msg"].startswith("upload of changed.iso failed: HTTP 400 invalid_argument: checksum mismatch for changed.iso "
                                     "(SHA1): expected %s, got " % stale_sha1)
     assert "%s changed after its checksum was computed" % src in failed["msg"]
-    assert failed["msg"].endswith("update session %s was failed, canceled and deleted" % sid)
+    assert failed["msg"].endswith("update session %s was failed, canceled and deleted; the library item %s created by this run "
+                                  "was deleted" % (sid, failed["item_id"]))
     assert failed["session_cleanup"] == "deleted"
     assert_no_traceback(run.output)
     assert info["sessions"] == []                                       # cleaned up: nothing left, let alone ACTIVE
     assert all(s["id"] != sid for s in emu_peer.emulator.control("GET", "vsphere/sessions").json())
-    assert retried["changed"] is True and retried["session_id"] != sid   # the digest cache was corrected
+    assert retried["changed"] is True and retried["item_created"] is True   # the digest cache was corrected
     assert emu_peer.emulator.stored_sha256("vsphere", retried["item_id"], "changed.iso") == new_digest
 
 
@@ -374,11 +384,13 @@ def test_retryable_failure_keeps_the_session_only_when_asked(ansible, emu_peer, 
     _, dropped, kept, _, resumed = run.results
     assert dropped["failed"] is True and dropped["session_cleanup"] == "deleted", run.output
     assert dropped["msg"].startswith("upload of kept.iso: connection to %s failed: " % emu_peer.target.endpoint)
-    assert dropped["msg"].endswith("update session %s was failed, canceled and deleted" % dropped["session_id"])
+    assert dropped["msg"].endswith("update session %s was failed, canceled and deleted; the library item %s created by this run "
+                                   "was deleted" % (dropped["session_id"], dropped["item_id"]))
     assert kept["failed"] is True and kept["session_cleanup"] == "kept" and kept["session_id"] != dropped["session_id"]
     assert kept["msg"].endswith("update session %s is left ACTIVE (keep_session_on_failure=true): run again to resume it, or "
                                 "remove it with imagestore.upload.upload_session_absent" % kept["session_id"])
     assert resumed["changed"] is True and resumed["resumed"] is True and resumed["session_id"] == kept["session_id"]
+    assert resumed["item_created"] is False and resumed["item_id"] == kept["item_id"]
     assert emu_peer.emulator.stored_sha256("vsphere", resumed["item_id"], "kept.iso") == digest
     assert emu_peer.sessions(resumed["item_id"]) == []
     assert_no_traceback(run.output)

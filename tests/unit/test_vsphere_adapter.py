@@ -18,12 +18,23 @@ REST_NOT_FOUND = {"type": "com.vmware.vapi.std.errors.not_found",
 API_NOT_FOUND = {"error_type": "NOT_FOUND", "messages": [{"id": "x", "default_message": "library 42 not found", "args": []}]}
 
 
+class Seen:
+    """One request the scripted server received."""
+
+    def __init__(self, method, path, headers, body):
+        self.method = method
+        self.path = path
+        self.headers = headers
+        self.body = body
+
+
 class Script:
     """Answers by (method, path without query): a list of (status, body[, content type]) used in order, the last repeating."""
 
     def __init__(self, routes):
         self.routes = {k: list(v) for k, v in routes.items()}
         self.seen = []
+        self.url = None
 
 
 @pytest.fixture
@@ -43,7 +54,7 @@ def server():
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 path = self.path.split("?")[0]
-                script.seen.append((self.command, self.path, dict(self.headers), body))
+                script.seen.append(Seen(self.command, self.path, dict(self.headers), body))
                 answers = script.routes.get((self.command, path)) or [(404, b"404 page not found\n", "text/plain; charset=utf-8")]
                 answer = answers.pop(0) if len(answers) > 1 else answers[0]
                 status, out = answer[0], answer[1]
@@ -60,7 +71,8 @@ def server():
         srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
         servers.append(srv)
-        return "http://127.0.0.1:%d" % srv.server_address[1], script
+        script.url = "http://127.0.0.1:%d" % srv.server_address[1]
+        return script
 
     yield start
     for srv in servers:
@@ -80,39 +92,38 @@ API_LOGIN = ("POST", "/api/session")
 # -- the style probe and login --------------------------------------------------------------
 
 def test_auto_prefers_api(server):
-    url, script = server({API_LOGIN: [(201, "tok-api")], ("GET", "/api/content/library/lib-1"): [(200, {"id": "lib-1"})]})
-    api = client(url)
+    script = server({API_LOGIN: [(201, "tok-api")], ("GET", "/api/content/library/lib-1"): [(200, {"id": "lib-1"})]})
+    api = client(script.url)
     assert api.library_get("lib-1") == {"id": "lib-1"}
     assert api.style == "api"
-    method, path, headers, _ = script.seen[-1]
-    assert headers["vmware-api-session-id"] == "tok-api"
+    assert script.seen[-1].headers["vmware-api-session-id"] == "tok-api"
 
 
 def test_auto_falls_back_to_rest_where_api_is_not_served(server):
     """vcsim: /api answers 404 text; /rest answers JSON as text/plain, empty lists as {"value": null}."""
-    url, script = server({REST_LOGIN: [(200, b'{"value":"tok-rest"}\n', "text/plain; charset=utf-8")],
-                          ("POST", "/rest/com/vmware/content/library"): [(200, b'{"value":null}\n', "text/plain; charset=utf-8")]})
-    api = client(url)
+    script = server({REST_LOGIN: [(200, b'{"value":"tok-rest"}\n', "text/plain; charset=utf-8")],
+                     ("POST", "/rest/com/vmware/content/library"): [(200, b'{"value":null}\n', "text/plain; charset=utf-8")]})
+    api = client(script.url)
     assert api.library_find("images") == []
     assert api.style == "rest"
-    assert [(m, p) for m, p, _, _ in script.seen] == [("POST", "/api/session"), ("POST", "/rest/com/vmware/cis/session"),
-                                                      ("POST", "/rest/com/vmware/content/library?~action=find")]
-    assert json.loads(script.seen[-1][3]) == {"spec": {"name": "images"}}
-    assert script.seen[1][2]["vmware-use-header-authn"] == "true"
+    assert [(r.method, r.path) for r in script.seen] == [("POST", "/api/session"), ("POST", "/rest/com/vmware/cis/session"),
+                                                         ("POST", "/rest/com/vmware/content/library?~action=find")]
+    assert json.loads(script.seen[-1].body) == {"spec": {"name": "images"}}
+    assert script.seen[1].headers["vmware-use-header-authn"] == "true"
 
 
 def test_forced_api_style_on_a_server_without_it(server):
-    url, _ = server({})
+    script = server({})
     with pytest.raises(ImageStoreError) as err:
-        client(url, style="api").login()
+        client(script.url, style="api").login()
     assert err.value.message == ("api_style api: %s does not serve the /api endpoints (POST /api/session answered HTTP 404); it is "
-                                 "older than vCenter 7.0 or a simulator: use api_style rest or auto" % url)
+                                 "older than vCenter 7.0 or a simulator: use api_style rest or auto" % script.url)
 
 
 def test_no_automation_api_at_all(server):
-    url, _ = server({})
+    script = server({})
     with pytest.raises(ImageStoreError) as err:
-        client(url).login()
+        client(script.url).login()
     assert "does not serve the vSphere Automation API (POST /api/session and POST /rest/com/vmware/cis/session answered HTTP 404)" \
         in err.value.message
 
@@ -120,34 +131,34 @@ def test_no_automation_api_at_all(server):
 @pytest.mark.parametrize("style,login", [("api", API_LOGIN), ("rest", REST_LOGIN)])
 def test_wrong_password_message_has_no_secret(server, style, login):
     body = API_NOT_FOUND if style == "api" else REST_NOT_FOUND
-    url, _ = server({login: [(401, dict(body, error_type="UNAUTHENTICATED"))]})
+    script = server({login: [(401, dict(body, error_type="UNAUTHENTICATED"))]})
     with pytest.raises(ApiError) as err:
-        client(url, style=style, password="Very-Secret").login()
-    assert err.value.message == "login to %s as admin failed: wrong user name or password (HTTP 401 from POST %s)" % (url, login[1])
+        client(script.url, style=style, password="Very-Secret").login()
+    assert err.value.message == "login to %s as admin failed: wrong user name or password (HTTP 401 from POST %s)" % (script.url, login[1])
     assert "Very-Secret" not in err.value.message
 
 
 def test_missing_credentials(server):
-    url, script = server({})
+    script = server({})
     with pytest.raises(ImageStoreError) as err:
-        client(url, password=None).login()
+        client(script.url, password=None).login()
     assert "provider vsphere needs username and password" in err.value.message and script.seen == []
 
 
 def test_a_401_logs_in_again_once(server):
-    url, script = server({API_LOGIN: [(201, "tok-1"), (201, "tok-2")],
-                          ("GET", "/api/content/library/item/it-1"): [(401, {"error_type": "UNAUTHENTICATED", "messages": []}),
-                                                                      (200, {"id": "it-1"})]})
-    api = client(url)
+    script = server({API_LOGIN: [(201, "tok-1"), (201, "tok-2")],
+                     ("GET", "/api/content/library/item/it-1"): [(401, {"error_type": "UNAUTHENTICATED", "messages": []}),
+                                                                 (200, {"id": "it-1"})]})
+    api = client(script.url)
     assert api.item_get("it-1") == {"id": "it-1"}
-    tokens = [h.get("vmware-api-session-id") for m, p, h, _ in script.seen if p.startswith("/api/content")]
+    tokens = [r.headers.get("vmware-api-session-id") for r in script.seen if r.path.startswith("/api/content")]
     assert tokens == ["tok-1", "tok-2"] and api.logins == 2
 
 
 def test_a_second_401_is_an_error(server):
-    url, _ = server({API_LOGIN: [(201, "tok")], ("GET", "/api/content/library/item/it-1"): [(401, b"", "text/plain")]})
+    script = server({API_LOGIN: [(201, "tok")], ("GET", "/api/content/library/item/it-1"): [(401, b"", "text/plain")]})
     with pytest.raises(ApiError) as err:
-        client(url).item_get("it-1")
+        client(script.url).item_get("it-1")
     assert err.value.status == 401 and err.value.message == "get library item it-1 failed: HTTP 401: Unauthorized"
 
 
@@ -164,37 +175,37 @@ def test_error_bodies_of_both_styles_and_of_vcsim(server, style, body, ctype, ex
     login = API_LOGIN if style == "api" else REST_LOGIN
     token = "tok" if style == "api" else {"value": "tok"}
     path = "/api/content/library/item" if style == "api" else "/rest/com/vmware/content/library/item"
-    url, _ = server({login: [(201 if style == "api" else 200, token)], ("POST", path): [(400, body, ctype)]})
+    script = server({login: [(201 if style == "api" else 200, token)], ("POST", path): [(400, body, ctype)]})
     with pytest.raises(ApiError) as err:
-        client(url, style=style).item_create("lib", "disk", "iso")
+        client(script.url, style=style).item_create("lib", "disk", "iso")
     assert str(err.value) == "create library item disk failed: " + expected
 
 
 def test_rest_and_api_request_shapes(server):
     """The same call in both styles: wrapped body and client_token in it (/rest), bare body and client_token in the query (/api)."""
-    url, script = server({REST_LOGIN: [(200, {"value": "t"})], API_LOGIN: [(201, "t")],
-                          ("POST", "/rest/com/vmware/content/library/item/update-session"): [(200, {"value": "s-1"})],
-                          ("POST", "/api/content/library/item/update-session"): [(201, "s-2")]})
-    assert client(url, style="rest").session_create("it-1", client_token="ct") == "s-1"
-    assert client(url, style="api").session_create("it-1", client_token="ct") == "s-2"
-    rest, api = [s for s in script.seen if "update-session" in s[1]]
-    assert json.loads(rest[3]) == {"client_token": "ct", "create_spec": {"library_item_id": "it-1"}}
-    assert api[1] == "/api/content/library/item/update-session?client_token=ct" and json.loads(api[3]) == {"library_item_id": "it-1"}
+    script = server({REST_LOGIN: [(200, {"value": "t"})], API_LOGIN: [(201, "t")],
+                     ("POST", "/rest/com/vmware/content/library/item/update-session"): [(200, {"value": "s-1"})],
+                     ("POST", "/api/content/library/item/update-session"): [(201, "s-2")]})
+    assert client(script.url, style="rest").session_create("it-1", client_token="ct") == "s-1"
+    assert client(script.url, style="api").session_create("it-1", client_token="ct") == "s-2"
+    rest, api = [r for r in script.seen if "update-session" in r.path]
+    assert json.loads(rest.body) == {"client_token": "ct", "create_spec": {"library_item_id": "it-1"}}
+    assert api.path == "/api/content/library/item/update-session?client_token=ct" and json.loads(api.body) == {"library_item_id": "it-1"}
 
 
 def test_validate_with_an_empty_answer_means_no_errors(server):
-    url, _ = server({REST_LOGIN: [(200, {"value": "t"})],
+    script = server({REST_LOGIN: [(200, {"value": "t"})],
                      ("POST", "/rest/com/vmware/content/library/item/updatesession/file/id:s-1"): [(200, b"", "text/plain")]})
-    assert client(url, style="rest").file_validate("s-1") == {"has_errors": False, "missing_files": [], "invalid_files": []}
+    assert client(script.url, style="rest").file_validate("s-1") == {"has_errors": False, "missing_files": [], "invalid_files": []}
 
 
 def test_file_get_answering_the_session_falls_back_to_the_list(server):
     """vcsim answers ?~action=get with the session model; the file is then looked up in the list."""
-    url, _ = server({REST_LOGIN: [(200, {"value": "t"})],
+    script = server({REST_LOGIN: [(200, {"value": "t"})],
                      ("POST", "/rest/com/vmware/content/library/item/updatesession/file/id:s-1"): [(200, {"value": {"id": "s-1"}})],
                      ("GET", "/rest/com/vmware/content/library/item/updatesession/file"): [
                          (200, {"value": [{"name": "a.iso", "status": "WAITING_FOR_TRANSFER"}]})]})
-    api = client(url, style="rest")
+    api = client(script.url, style="rest")
     assert api.file_get("s-1", "a.iso") == {"name": "a.iso", "status": "WAITING_FOR_TRANSFER"}
     assert api.file_get("s-1", "b.iso") is None
 
