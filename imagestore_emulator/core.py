@@ -213,7 +213,7 @@ class Config(dict):
         "vsphere_username": "administrator@vsphere.local",
         "vsphere_password": "Emulator-Passw0rd!",
         "zstack_username": "admin",
-        "zstack_password": "password",
+        "zstack_password": "Emulator-ZStack-Pw1!",
         "zstack_idle_seconds": 30,
         "zstack_session_seconds": 7200,
     }

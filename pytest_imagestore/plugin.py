@@ -21,6 +21,8 @@ import pytest
 from imagestore_emulator.process import EmulatorProcess
 from pytest_imagestore.partial import PartialUploads
 
+pytest_plugins = ["pytest_imagestore.fixtures_vsphere"]
+
 PROVIDERS = ("servicefabric", "vsphere", "zstack")
 
 #: key -> help text; each key is read from IMAGESTORE_TEST_<KEY>, --imagestore-<key>, ini imagestore_<key>

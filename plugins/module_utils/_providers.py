@@ -162,6 +162,7 @@ def run_module(module, operation):
     params = dict(module.params)
     if not params.get("timeout"):
         params["timeout"] = None
+    failure = None
     try:
         validate(params)
         provider = PROVIDERS[params["provider"]](params, check_mode=module.check_mode, warn=module.warn)
@@ -173,15 +174,16 @@ def run_module(module, operation):
             except ImageStoreError as exc:
                 module.warn("logging out of %s failed: %s" % (params["endpoint"], exc.message))
     except ImageStoreError as exc:
-        module.fail_json(msg=exc.message, **exc.to_result())
-    except SourceChangedError as exc:
-        module.fail_json(msg=str(exc))
-    except TransferError as exc:
-        module.fail_json(msg=str(exc))
+        failure = dict(msg=exc.message, **exc.to_result())
+    except (SourceChangedError, TransferError) as exc:
+        failure = dict(msg=str(exc))
     except (IOError, OSError) as exc:
-        module.fail_json(msg="local file error: %s" % exc)
-    except Exception as exc:  # never a bare traceback for the user; the detail is there with -vvv
-        module.fail_json(msg="unexpected %s: %s" % (type(exc).__name__, exc), exception=traceback.format_exc())
+        failure = dict(msg="local file error: %s" % exc)
+    except Exception as exc:  # a bug of ours: a one-line message, and the traceback only with -vvv
+        failure = dict(msg="unexpected %s: %s" % (type(exc).__name__, exc), exception=traceback.format_exc())
+    if failure is not None:
+        # outside the except blocks: fail_json adds the traceback of a handled error at -vvv otherwise
+        module.fail_json(**failure)
     if operation == "sessions":
         result = {"changed": False, "sessions": result}
     module.exit_json(**result)

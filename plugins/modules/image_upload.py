@@ -24,6 +24,11 @@ description:
     file to the same relative path below O(path), empty files by whole-file PUT, then an empty C(_.dir) marker per
     folder. The upload session id is derived from the path, the size and the SHA-256 of the file, so a
     different file never resumes a session that is not its own.
+  - vSphere. O(src) goes into item O(item) (created when missing: V(iso) for C(.iso), V(ovf) for C(.ovf)/C(.ova), else V(file))
+    of library O(library) (name or id) as O(file_name). The item's ACTIVE update session is resumed (files it holds READY
+    are not sent again); each file is sent whole in one streamed PUT and its SHA-1 verified by the server; an C(.ovf) goes
+    with the files it references. A failed session is failed, canceled and deleted unless O(keep_session_on_failure=true)
+    and the failure is retryable.
   - ZStack. O(src) becomes the image O(name) on O(backup_storage), uploaded as a long job in parallel slices of
     O(chunk_size). A Ready image with the same O(name) and MD5 on the backup storage is left alone; an unfinished
     upload job for the same O(image_id) is resumed (a Suspended one first) and only the slices after its offset are sent.
@@ -126,6 +131,7 @@ options:
 notes:
   - Service Fabric has no content checksum; an existing file of the same size at O(path) counts as the same
     content. Use O(force=true) to replace a file of the same size.
+  - vSphere. Where the server reports no checksum for a stored file (vcsim), a file of the same size counts as the same content.
 seealso:
   - module: imagestore.upload.upload_session_info
   - module: imagestore.upload.upload_session_commit
@@ -152,6 +158,17 @@ EXAMPLES = r'''
     endpoint: http://localhost:19080
     src: /build/CalcServiceApp
     path: Store/CalcServiceApp
+
+- name: Upload an ISO into a content library item (created if missing)
+  imagestore.upload.image_upload:
+    provider: vsphere
+    endpoint: https://vcenter.example.com
+    username: svc-images@vsphere.local
+    password: "{{ vcenter_password }}"
+    ca_path: /etc/pki/vcenter-root.pem
+    src: /srv/iso/ubuntu-24.04.iso
+    library: images
+    item: ubuntu-24.04
 
 - name: Upload a qcow2 template into ZStack
   imagestore.upload.image_upload:
@@ -230,6 +247,26 @@ chunks_replanned:
   description: How many times the server's account of missing ranges changed under a running upload and the plan was redone.
   returned: when a session upload ran
   type: int
+library_id:
+  description: vSphere. Id of the content library.
+  returned: when provider is vsphere
+  type: str
+item_id:
+  description: vSphere. Id of the library item (none in check mode when it would be created).
+  returned: when provider is vsphere
+  type: str
+item_created:
+  description: vSphere. Whether this run created the item.
+  returned: when provider is vsphere
+  type: bool
+api_style:
+  description: vSphere. API style used, V(api) or V(rest).
+  returned: when provider is vsphere
+  type: str
+session_cleanup:
+  description: vSphere. On failure after the update session existed, what became of it, V(deleted), V(kept) or V(incomplete).
+  returned: on failure
+  type: str
 image_uuid:
   description: ZStack. Uuid of the image.
   returned: when provider is zstack
@@ -271,8 +308,8 @@ session_restarts:
   returned: when it happened
   type: int
 files:
-  description: For a package folder, one result per file (same keys as a single-file upload).
-  returned: when src is a directory
+  description: For a package folder (Service Fabric) or an OVF (vSphere), one result per file.
+  returned: when src is a directory or an .ovf descriptor
   type: list
   elements: dict
 markers:

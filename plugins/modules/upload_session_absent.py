@@ -56,6 +56,11 @@ deleted:
   returned: always
   type: list
   elements: str
+canceled:
+  description: vSphere. ACTIVE sessions canceled before their deletion.
+  returned: when provider is vsphere
+  type: list
+  elements: str
 purged:
   description: ZStack. Uuids of the images deleted and expunged (or that would be).
   returned: when provider is zstack

@@ -67,6 +67,20 @@ status:
   description: ZStack. The image's status after the commit (V(Ready)).
   returned: when provider is zstack
   type: str
+item_id:
+  description: vSphere. Id of the library item.
+  returned: when provider is vsphere
+  type: str
+missing_files:
+  description: vSphere. On failure, the files the session does not hold.
+  returned: failure because files are missing or invalid
+  type: list
+  elements: str
+invalid_files:
+  description: vSphere. On failure, the files the server found invalid, each with name and error.
+  returned: failure because files are missing or invalid
+  type: list
+  elements: dict
 missing_ranges:
   description: On failure, the byte ranges the server has not received.
   returned: failure because bytes are missing

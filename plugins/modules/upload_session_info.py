@@ -97,6 +97,19 @@ sessions:
       description: Service Fabric. Image store relative path of the session.
       type: str
       returned: when provider is servicefabric
+    files:
+      description: vSphere. The session's files, each with name, size, status, bytes_transferred, checksum and error.
+      type: list
+      elements: dict
+      returned: when provider is vsphere
+    library_item_id:
+      description: vSphere. Id of the library item the session updates.
+      type: str
+      returned: when provider is vsphere
+    client_progress:
+      description: vSphere. The progress the uploading client reported, 0 to 100.
+      type: int
+      returned: when provider is vsphere
     offset:
       description: ZStack. The contiguous prefix the image store has received, in bytes.
       type: int

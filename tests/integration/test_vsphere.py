@@ -18,7 +18,6 @@ import uuid
 import pytest
 import requests
 
-from pytest_imagestore.fixtures_vsphere import vsphere_library_item, vsphere_update_session  # noqa: F401  (until plugin.py loads them)
 from ansible_collections.imagestore.upload.plugins.module_utils._upload import DigestCache, Source
 from pytest_imagestore.partial import PartialUploads
 from pytest_imagestore.partial_vsphere import client_for

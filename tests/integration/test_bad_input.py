@@ -1,0 +1,158 @@
+"""Bad input across the four modules and three providers: each case fails with a message naming the
+option or the cause and what is accepted, with no traceback, and nothing changes on the server.
+
+All cases run as tasks of one ansible-playbook run (the table is long; one process start for all).
+"""
+
+import json
+
+import pytest
+
+from tests.conftest import assert_no_traceback
+
+GUID = "4a2340e8-d8d8-497c-95fe-cdaa1052f33b"
+SF = {"provider": "servicefabric", "endpoint": "@URL@"}
+ZS = {"provider": "zstack", "endpoint": "@URL@", "username": "@ZUSER@", "password": "@ZPASS@"}
+VS = {"provider": "vsphere", "endpoint": "@URL@", "username": "@VUSER@", "password": "@VPASS@"}
+
+# (case id, module, args, the message the user sees: exact, or "startswith:" / "contains:" a part)
+CASES = [
+    # -- Service Fabric ----------------------------------------------------------------------------
+    ("sf-src-missing", "image_upload", dict(SF, src="/nonexistent/disk.img", path="bad/x.img"),
+     "src: /nonexistent/disk.img does not exist on the host running the module"),
+    ("sf-path-missing", "image_upload", dict(SF, src="@FILE@"), "provider is servicefabric but all of the following are missing: path"),
+    ("sf-path-dotdot", "image_upload", dict(SF, src="@FILE@", path="a/../../etc"),
+     "path 'a/../../etc' contains a '..' segment; give a path inside the image store"),
+    ("sf-path-absolute", "image_upload", dict(SF, src="@FILE@", path="/etc/passwd"),
+     "path '/etc/passwd' is absolute; give a path relative to the image store root, e.g. 'images/disk.vhd'"),
+    ("sf-path-control", "image_upload", dict(SF, src="@FILE@", path="a\x07b"),
+     "path 'a\\x07b' contains control characters; use printable characters only"),
+    ("sf-chunk-zero", "image_upload", dict(SF, src="@FILE@", path="bad/x.img", chunk_size="0"),
+     "chunk_size 0 is out of range: give between 64KiB and 4GiB (default 16MiB)"),
+    ("sf-chunk-absurd", "image_upload", dict(SF, src="@FILE@", path="bad/x.img", chunk_size="64TiB"),
+     "chunk_size 64TiB is out of range: give between 64KiB and 4GiB (default 16MiB)"),
+    ("sf-chunk-word", "image_upload", dict(SF, src="@FILE@", path="bad/x.img", chunk_size="huge"),
+     "chunk_size 'huge' is not a size: give bytes (16777216) or a size with a unit (16MiB, 512KiB, 1GiB)"),
+    ("sf-parallel-zero", "image_upload", dict(SF, src="@FILE@", path="bad/x.img", parallel=0),
+     "parallel must be between 1 and 64, got 0"),
+    ("sf-parallel-type", "image_upload", dict(SF, src="@FILE@", path="bad/x.img", parallel="four"),
+     "contains:argument 'parallel' is of type <class 'str'> and we were unable to convert to int"),
+    ("sf-force-type", "image_upload", dict(SF, src="@FILE@", path="bad/x.img", force="maybe"),
+     "contains:argument 'force' is of type <class 'str'> and we were unable to convert to bool"),
+    ("sf-provider-unknown", "image_upload", dict(SF, provider="azure", src="@FILE@", path="bad/x.img"),
+     "value of provider must be one of: servicefabric, vsphere, zstack, got: azure"),
+    ("sf-endpoint-not-url", "image_upload", dict(SF, endpoint="cluster:19080", src="@FILE@", path="bad/x.img"),
+     "endpoint 'cluster:19080' is not a URL: give the base URL with its scheme, e.g. https://cluster:19080"),
+    ("sf-endpoint-unreachable", "image_upload", dict(SF, endpoint="http://127.0.0.1:9", src="@FILE@", path="bad/x.img", retries=0),
+     "get image store content of bad/x.img failed after 1 attempts: cannot connect to http://127.0.0.1:9: connection refused "
+     "(is the endpoint right and the service running?)"),
+    ("sf-foreign-option", "image_upload", dict(SF, src="@FILE@", path="bad/x.img", library="images"),
+     "option library belongs to provider vsphere; provider servicefabric takes path"),
+    ("sf-request-timeout", "image_upload", dict(SF, src="@FILE@", path="bad/x.img", request_timeout=0),
+     "request_timeout must be a positive number of seconds, got 0.0"),
+    ("sf-retries", "image_upload", dict(SF, src="@FILE@", path="bad/x.img", retries=99), "retries must be between 0 and 20, got 99"),
+    ("sf-timeout", "image_upload", dict(SF, src="@FILE@", path="bad/x.img", timeout=-1),
+     "timeout must be 0 (no limit) or a positive number of seconds, got -1"),
+    ("sf-key-without-cert", "image_upload", dict(SF, src="@FILE@", path="bad/x.img", client_key="@FILE@"),
+     "client_key needs client_cert (the certificate that goes with the key)"),
+    ("sf-info-bad-id", "upload_session_info", dict(SF, session_id="12345"),
+     "session_id '12345' is not a valid upload session id: Service Fabric session ids are GUIDs such as "
+     "'4a2340e8-d8d8-497c-95fe-cdaa1052f33b'"),
+    ("sf-info-nothing", "upload_session_info", dict(SF),
+     "provider servicefabric looks sessions up by session_id or by path; give one of them"),
+    ("sf-info-both", "upload_session_info", dict(SF, session_id=GUID, path="a"), "parameters are mutually exclusive: session_id|path"),
+    ("sf-commit-bad-id", "upload_session_commit", dict(SF, session_id="zero"),
+     "startswith:session_id 'zero' is not a valid upload session id"),
+    ("sf-commit-zero-id", "upload_session_commit", dict(SF, session_id="00000000-0000-0000-0000-000000000000"),
+     "session_id must not be the all-zero GUID"),
+    ("sf-commit-unknown", "upload_session_commit", dict(SF, session_id=GUID),
+     "no upload session %s on the image store (it was deleted, or expired 30 minutes after its last chunk)" % GUID),
+    ("sf-absent-bad-id", "upload_session_absent", dict(SF, session_id="x"), "startswith:session_id 'x' is not a valid upload session id"),
+    ("sf-absent-nothing", "upload_session_absent", dict(SF),
+     "provider servicefabric finds sessions to delete by session_id or by path; give one of them"),
+    # -- ZStack ------------------------------------------------------------------------------------
+    ("zs-name-missing", "image_upload", dict(ZS, src="@FILE@", backup_storage="bs"),
+     "provider is zstack but all of the following are missing: name"),
+    ("zs-bs-missing", "image_upload", dict(ZS, src="@FILE@", name="n"),
+     "provider is zstack but all of the following are missing: backup_storage"),
+    ("zs-bs-unknown", "image_upload", dict(ZS, src="@FILE@", name="n", backup_storage="nope"), "contains:nope"),
+    ("zs-wrong-password", "image_upload", dict(ZS, password="wrong", src="@FILE@", name="n", backup_storage="bs"), "contains:ID.1000"),
+    ("zs-no-username", "image_upload", dict(ZS, username=None, src="@FILE@", name="n", backup_storage="bs"), "contains:username"),
+    ("zs-src-directory", "image_upload", dict(ZS, src="@DIR@", name="n", backup_storage="bs"), "contains:is a directory"),
+    ("zs-media-type", "image_upload", dict(ZS, src="@FILE@", name="n", backup_storage="bs", media_type="Floppy"),
+     "value of media_type must be one of: RootVolumeTemplate, ISO, DataVolumeTemplate, got: Floppy"),
+    ("zs-platform", "image_upload", dict(ZS, src="@FILE@", name="n", backup_storage="bs", platform="Amiga"),
+     "value of platform must be one of: Linux, Windows, Other, Paravirtualization, WindowsVirtio, got: Amiga"),
+    ("zs-image-id-chars", "image_upload", dict(ZS, src="@FILE@", name="n", backup_storage="bs", image_id="a b/c"), "contains:image_id"),
+    ("zs-foreign-option", "image_upload", dict(ZS, src="@FILE@", name="n", backup_storage="bs", path="x"),
+     "startswith:option path belongs to provider servicefabric; provider zstack takes"),
+    ("zs-info-nothing", "upload_session_info", dict(ZS), "contains:image_id"),
+    ("zs-commit-unknown", "upload_session_commit", dict(ZS, session_id="0123456789abcdef0123456789abcdef"), "contains:0123456789abcdef"),
+    ("zs-parallel", "image_upload", dict(ZS, src="@FILE@", name="n", backup_storage="bs", parallel=65),
+     "parallel must be between 1 and 64, got 65"),
+]
+
+
+def substitute(value, table):
+    text = json.dumps(value)
+    for key, replacement in table.items():
+        text = text.replace(key, replacement)
+    return json.loads(text)
+
+
+def state(emu):
+    """What the server holds, to show a failed run changed nothing."""
+    return (emu.control("GET", "servicefabric/sessions").json(), emu.stats("servicefabric")["chunk_bytes"],
+            emu.control("GET", "zstack/jobs").json(), emu.stats("zstack")["slice_bytes"],
+            emu.control("GET", "vsphere/items").json(), emu.control("GET", "vsphere/sessions").json())
+
+
+@pytest.fixture(scope="module")
+def outcomes(imagestore_emulator, tmp_path_factory, collections_path):
+    from tests.conftest import AnsibleRunner
+    work = tmp_path_factory.mktemp("bad-input")
+    src = work / "disk.img"
+    src.write_bytes(b"x" * 100000)
+    (work / "dir").mkdir()
+    creds = imagestore_emulator.credentials
+    table = {"@URL@": imagestore_emulator.url, "@FILE@": str(src), "@DIR@": str(work / "dir"),
+             "@ZUSER@": creds["zstack"]["username"], "@ZPASS@": creds["zstack"]["password"],
+             "@VUSER@": creds["vsphere"]["username"], "@VPASS@": creds["vsphere"]["password"]}
+    before = state(imagestore_emulator)
+    tasks = []
+    for case_id, module, args, _expected in CASES:
+        args = dict((k, v) for k, v in substitute(args, table).items() if v is not None)
+        tasks.append({"name": case_id, "imagestore.upload." + module: args})
+    run = AnsibleRunner(work, collections_path).run(tasks, verbosity=3)
+    after = state(imagestore_emulator)
+    return dict((case[0], result) for case, result in zip(CASES, run.results)), run.output, before, after, table
+
+
+def test_there_are_enough_cases():
+    assert len(CASES) >= 40
+    assert len(set(c[0] for c in CASES)) == len(CASES)
+    assert set(c[1] for c in CASES) == {"image_upload", "upload_session_info", "upload_session_commit", "upload_session_absent"}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_fails_with_a_specific_message(outcomes, case):
+    results = outcomes[0]
+    case_id, _module, _args, expected = case
+    result = results[case_id]
+    assert result.get("failed") is True, result
+    msg = result["msg"]
+    if expected.startswith("contains:"):
+        assert expected[len("contains:"):] in msg, msg
+    elif expected.startswith("startswith:"):
+        assert msg.startswith(expected[len("startswith:"):]), msg
+    else:
+        assert msg == expected
+    assert "Traceback" not in msg and "exception" not in result
+
+
+def test_nothing_changed_on_the_server_and_no_traceback_or_secret(outcomes):
+    _results, output, before, after, table = outcomes
+    assert before == after
+    assert_no_traceback(output)
+    for secret in (table["@ZPASS@"], table["@VPASS@"]):
+        assert secret not in output
