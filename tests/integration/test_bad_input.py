@@ -75,21 +75,50 @@ CASES = [
      "provider is zstack but all of the following are missing: name"),
     ("zs-bs-missing", "image_upload", dict(ZS, src="@FILE@", name="n"),
      "provider is zstack but all of the following are missing: backup_storage"),
-    ("zs-bs-unknown", "image_upload", dict(ZS, src="@FILE@", name="n", backup_storage="nope"), "contains:nope"),
-    ("zs-wrong-password", "image_upload", dict(ZS, password="wrong", src="@FILE@", name="n", backup_storage="bs"), "contains:ID.1000"),
-    ("zs-no-username", "image_upload", dict(ZS, username=None, src="@FILE@", name="n", backup_storage="bs"), "contains:username"),
-    ("zs-src-directory", "image_upload", dict(ZS, src="@DIR@", name="n", backup_storage="bs"), "contains:is a directory"),
+    ("zs-bs-unknown", "image_upload", dict(ZS, src="@FILE@", name="n", backup_storage="nope"),
+     "backup_storage 'nope' is not a backup storage of this ZStack: give the name or uuid of one of: bs"),
+    ("zs-wrong-password", "image_upload", dict(ZS, password="Not-The-Password-7", src="@FILE@", name="n", backup_storage="bs"),
+     "login to ZStack at @URL@ as admin failed (ID.1000 wrong account name or password): check username and password"),
+    ("zs-no-username", "image_upload", dict(ZS, username=None, src="@FILE@", name="n", backup_storage="bs"),
+     "provider zstack needs username and password (a ZStack account allowed to add images)"),
+    ("zs-src-directory", "image_upload", dict(ZS, src="@DIR@", name="n", backup_storage="bs"),
+     "src: @DIR@ is a directory; this provider uploads one file"),
     ("zs-media-type", "image_upload", dict(ZS, src="@FILE@", name="n", backup_storage="bs", media_type="Floppy"),
      "value of media_type must be one of: RootVolumeTemplate, ISO, DataVolumeTemplate, got: Floppy"),
     ("zs-platform", "image_upload", dict(ZS, src="@FILE@", name="n", backup_storage="bs", platform="Amiga"),
      "value of platform must be one of: Linux, Windows, Other, Paravirtualization, WindowsVirtio, got: Amiga"),
-    ("zs-image-id-chars", "image_upload", dict(ZS, src="@FILE@", name="n", backup_storage="bs", image_id="a b/c"), "contains:image_id"),
+    ("zs-image-id-chars", "image_upload", dict(ZS, src="@FILE@", name="n", backup_storage="bs", image_id="a b/c"),
+     "image_id 'a b/c' is not usable as a ZStack upload id: give 1 to 255 letters, digits, '.', '_' or '-' (the default, "
+     "the MD5 of the file, is one)"),
     ("zs-foreign-option", "image_upload", dict(ZS, src="@FILE@", name="n", backup_storage="bs", path="x"),
      "startswith:option path belongs to provider servicefabric; provider zstack takes"),
-    ("zs-info-nothing", "upload_session_info", dict(ZS), "contains:image_id"),
-    ("zs-commit-unknown", "upload_session_commit", dict(ZS, session_id="0123456789abcdef0123456789abcdef"), "contains:0123456789abcdef"),
+    ("zs-info-nothing", "upload_session_info", dict(ZS),
+     "provider zstack finds upload jobs by session_id (the long job uuid image_upload returned) or by image_id; give one of them"),
+    ("zs-commit-unknown", "upload_session_commit", dict(ZS, session_id="0123456789abcdef0123456789abcdef"),
+     "no upload job for session_id 0123456789abcdef0123456789abcdef on ZStack"),
     ("zs-parallel", "image_upload", dict(ZS, src="@FILE@", name="n", backup_storage="bs", parallel=65),
      "parallel must be between 1 and 64, got 65"),
+    # -- vSphere -----------------------------------------------------------------------------------
+    ("vs-item-missing", "image_upload", dict(VS, src="@FILE@", library="images"),
+     "provider is vsphere but all of the following are missing: item"),
+    ("vs-library-unknown", "image_upload", dict(VS, src="@FILE@", library="nope", item="i"),
+     "library 'nope' not found on @URL@: give the name or id of an existing content library"),
+    ("vs-wrong-password", "image_upload", dict(VS, password="Not-The-Password-7", src="@FILE@", library="images", item="i"),
+     "login to @URL@ as @VUSER@ failed: wrong user name or password (HTTP 401 from POST /api/session)"),
+    ("vs-no-credentials", "image_upload", dict(VS, username=None, password=None, src="@FILE@", library="images", item="i"),
+     "provider vsphere needs username and password (options username and password, or IMAGESTORE_USERNAME and IMAGESTORE_PASSWORD)"),
+    ("vs-src-directory", "image_upload", dict(VS, src="@DIR@", library="images", item="i"),
+     "src: @DIR@ is a directory; this provider uploads one file"),
+    ("vs-api-style", "image_upload", dict(VS, src="@FILE@", library="images", item="i", api_style="soap"),
+     "value of api_style must be one of: auto, api, rest, got: soap"),
+    ("vs-foreign-option", "image_upload", dict(VS, src="@FILE@", library="images", item="i", backup_storage="bs"),
+     "startswith:option backup_storage belongs to provider zstack; provider vsphere takes"),
+    ("vs-info-library-only", "upload_session_info", dict(VS, library="images"),
+     "provider vsphere looks up update sessions by session_id, or by library and item together; give one of them"),
+    ("vs-commit-unknown", "upload_session_commit", dict(VS, session_id="no-such-session"),
+     "no update session to commit: update session no-such-session is unknown (deleted, or dropped by the server after it ended)"),
+    ("vs-keep-type", "image_upload", dict(VS, src="@FILE@", library="images", item="i", keep_session_on_failure="often"),
+     "contains:argument 'keep_session_on_failure' is of type <class 'str'> and we were unable to convert to bool"),
 ]
 
 
@@ -138,6 +167,7 @@ def test_there_are_enough_cases():
 def test_bad_input_fails_with_a_specific_message(outcomes, case):
     results = outcomes[0]
     case_id, _module, _args, expected = case
+    expected = substitute(expected, outcomes[4])
     result = results[case_id]
     assert result.get("failed") is True, result
     msg = result["msg"]
