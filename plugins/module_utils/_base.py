@@ -17,7 +17,7 @@ import time
 
 from ansible_collections.imagestore.upload.plugins.module_utils._http import HttpClient, ImageStoreError
 from ansible_collections.imagestore.upload.plugins.module_utils._upload import (
-    DEFAULT_CHUNK_SIZE, DEFAULT_PARALLEL, DigestCache, Source, complement, normalize, total,
+    DEFAULT_CHUNK_SIZE, DEFAULT_PARALLEL, DigestCache, Source, normalize, total,
 )
 
 
@@ -126,10 +126,6 @@ class Provider:
         path = path or self.params["src"]
         cache_path = DigestCache.default_path() if self.params.get("digest_cache", True) else None
         return Source(path, DigestCache(cache_path))
-
-    @staticmethod
-    def missing_after(size, received):
-        return complement(received, size)
 
     @staticmethod
     def check_src_file(path, option="src"):

@@ -146,3 +146,14 @@ def test_paths_are_percent_encoded_with_separators(scripted):
     assert ServiceFabricClient(client(url)).content("apps/My App/v1.0") is None
     path = script.seen[0][1]
     assert path.startswith("/ImageStore/apps%2FMy%20App%2Fv1.0?") and "api-version=6.2" in path
+
+
+def test_delete_content_and_whole_file_put(scripted):
+    url, script = scripted([(200, {}, b""), (404, {}, {"Error": {"Code": "FABRIC_E_FILE_NOT_FOUND", "Message": "gone"}}),
+                            (200, {}, b"")])
+    api = ServiceFabricClient(client(url))
+    assert api.delete_content("apps/App") is True
+    assert api.delete_content("apps/App") is False
+    api.put_file("apps/App/_.dir", b"", 0)
+    assert [(seen[0], seen[1].split("?")[0]) for seen in script.seen] == [
+        ("DELETE", "/ImageStore/apps%2FApp"), ("DELETE", "/ImageStore/apps%2FApp"), ("PUT", "/ImageStore/apps%2FApp%2F_.dir")]
