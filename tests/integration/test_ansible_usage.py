@@ -67,6 +67,10 @@ def test_installed_from_the_galaxy_tarball(tmp_path, imagestore_target):
     assert str(dest) in subprocess.run([os.path.join(BIN, "ansible-galaxy"), "collection", "list", "imagestore.upload"],
                                        env=env, stdout=subprocess.PIPE).stdout.decode()
     assert "failed=0" in output
+    # what ansible-builder (AWX execution environments) reads from the installed collection
+    intro = subprocess.run([os.path.join(BIN, "ansible-builder"), "introspect", "--sanitize", str(dest)],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=True).stdout.decode()
+    assert "requests>=2.25  # from collection imagestore.upload" in intro, intro
 
 
 def _installed_plugin():
