@@ -30,6 +30,13 @@ the web console sends slices to). It follows ``shared/protocols/zstack.md`` and 
   keeps an md5Sum that is already set (so it only validates and returns the inventory here).
 
 The slice receiver is closed source; its rules are the brief's: see ``_slice_rules``.
+
+Fault injection (``imagestore_emulator/faults.py``) names the operations login, logout, poll, query, submit,
+details, action, delete, slice and other (``operation``). ``expire`` on a slice idle-suspends its long job at once
+(the slice is then refused with 400 ``SYS.1006`` and the job waits for a resume); on an API call it drops the
+caller's OAuth session (``ID.1001`` follows). ``status`` 503 answers ``{"error": ErrorCode}`` with ``SYS.1010``
+(management server not ready: the call did not run), as RestServer wraps a failed API; any other status is plain
+text, as RestServer's own answers (500 carries the exception's message) and a proxy's are.
 """
 
 import base64
@@ -72,6 +79,7 @@ DESCRIPTIONS = {
     "SYS.1003": "A resource can not be found",
     "SYS.1006": "An operation failed",
     "SYS.1007": "One or more API argument is invalid",
+    "SYS.1010": "Management server is not ready to serve",
     "ID.1000": "Unable to authenticate a user",
     "ID.1001": "The session is invalid, either wrong session id or the session has been expired",
     "LONG_JOB.1000": "long job has been canceled",
@@ -96,6 +104,13 @@ ROUTES = (
     (r"/longjobs/(?P<uuid>[^/]+)", {"GET": ("query_longjobs", SYNC, ()), "DELETE": ("delete_longjob", ASYNC, ())}),
     (r"/longjobs/(?P<uuid>[^/]+)/actions", {"PUT": ("longjob_action", ASYNC, ("resumeLongJob", "cancelLongJob"))}),
 )
+
+# handler of ROUTES -> the operation name fault rules match on (see ZStackAPI.operation)
+OPERATION_NAMES = {
+    "login": "login", "logout": "logout", "poll": "poll", "query_images": "query", "query_backup_storage": "query",
+    "query_longjobs": "query", "submit_longjob": "submit", "job_details": "details", "longjob_action": "action",
+    "image_action": "action", "delete_image": "delete", "delete_longjob": "delete",
+}
 
 # RestServer.QUERY_OP_MAPPING order: an operator contained in another one comes after it
 QUERY_OPS = ("!=", ">=", "<=", "!?=", "!~=", "~=", "?=", "=", ">", "<", " is null", " not null")
@@ -1002,6 +1017,46 @@ class ZStackAPI(ProviderAPI):
             self._finish(job, "Succeeded")
             self._set_job(job, jobResult=self._event_json(image))
             self._save()
+
+    # ---------------------------------------------------------- fault hooks
+
+    def operation(self, request):
+        """The name fault rules match on: login, logout, poll (api-job GET), query (images, backup-storage and longjobs
+        GETs), submit (POST longjobs), details (GetUploadImageJobDetails), action (long-job and image actions),
+        delete, slice (the receiver), other (anything else, wrong methods included)."""
+        if request.path.startswith(UPLOAD_PATH):
+            return "slice"
+        for pattern, methods in self._routes:
+            if pattern.fullmatch(request.path):
+                handler = methods.get(request.method)
+                return OPERATION_NAMES.get(handler[0], "other") if handler else "other"
+        return "other"
+
+    def expire_for(self, request):
+        """The ``expire`` fault. A slice: its long job is idle-suspended now, as the receiver's idle timer does (the slice
+        itself is then refused and the job must be resumed). An API call: the caller's OAuth session is dropped (the call
+        then fails with ID.1001). False when there is nothing to expire."""
+        with self._lock:
+            if request.path.startswith(UPLOAD_PATH):
+                job_uuid, job = self._job_of_image((request.header("X-IMAGE-UUID") or "").strip())
+                if job is None or job["inventory"]["state"] != "Running":
+                    return False
+                self._suspend(job_uuid, job, "uploading has been inactive more than %s sec"
+                              % float(self.config.get("zstack_idle_seconds", 30)))
+            else:
+                auth = (request.header("Authorization") or "").strip()
+                if not auth.startswith("OAuth") or self._state["sessions"].pop(auth[len("OAuth"):].strip(), None) is None:
+                    return False
+            self._save()
+            return True
+
+    def error_response(self, status, message):
+        """The ``status`` fault. 503 is how RestServer answers a failed API: ``{"error": ErrorCode}``, here ``SYS.1010``
+        (the management server is not ready to serve: the call did not run). Every other status is one RestServer (or a
+        proxy in front of it) answers itself, as plain text: 500 is its answer to an exception, with the message."""
+        if status == 503:
+            return Response.json({"error": error_code("SYS.1010", message)}, 503)
+        return Response.text(message, status)
 
     # ------------------------------------------------------------- control
 

@@ -9,7 +9,9 @@ its bytes sent as fixed-size slices (multipart/form-data) to the image store's `
 What this adapter survives:
 
 * a failed sync API is a 503 with ``{"error": ErrorCode}``: never retried as a transport failure; a
-  503 without that body (a proxy, a node restarting) goes through the HTTP layer's retry policy;
+  503 without that body (a proxy, a node restarting), with Retry-After (a node shedding load), or whose code says
+  the call never ran (``SYS.1009``-``SYS.1012``: no route, not ready, undeliverable, node unavailable) is retried
+  with the HTTP layer's policy (budget ``retries``, backoff, Retry-After);
 * some RestServer answers are plain text (400 missing Authorization, 404 unknown API, 405, 404 expired api-job);
 * an expired session fails a sync call with ``ID.1001``, and an async call only on its api-job poll:
   both log in again and repeat the call once (the API never ran);
@@ -19,8 +21,12 @@ What this adapter survives:
   the upload URL always comes from the details call;
 * the slice size is fixed by the server from the first slice; a resumed job's size is taken from the offset
   grid (see ``resume_slice_size``) and corrected when the receiver names its size in a 400;
-* 406 = slice already received (counted as done), 409 = the same slice is being received from another
-  request, 416 = Content-Range disagrees (both offset conflicts: re-read the offset and re-plan);
+* 406 = slice already received (counted as done; as sent when it answers a retry: the attempt whose answer was
+  lost had landed), 409 = the same slice is being received from another request, 416 = Content-Range disagrees
+  (both offset conflicts: re-read the offset and re-plan);
+* never two jobs for one imageId: a submit whose answer is lost (the job may exist) or that ZStack refuses because
+  a job for the imageId exists (another run was first) takes over the unfinished job found for the imageId
+  instead of submitting again; a resume refused because the job runs already is no error;
 * Ready comes asynchronously after the last slice: the image and the job are polled until Ready/Succeeded,
   then the size and the server's MD5 are compared with the file's.
 """
@@ -43,7 +49,7 @@ except ImportError:  # pragma: no cover - Python 2 is not supported, but sanity 
     from urllib import quote
 
 from ansible_collections.imagestore.upload.plugins.module_utils._base import Provider, session_record
-from ansible_collections.imagestore.upload.plugins.module_utils._http import ApiError, ImageStoreError
+from ansible_collections.imagestore.upload.plugins.module_utils._http import ApiError, ImageStoreError, TransportError
 from ansible_collections.imagestore.upload.plugins.module_utils._upload import READ_BLOCK, Conflict, Transfer, complement, normalize
 
 API = "/zstack/v1"
@@ -55,11 +61,15 @@ LOGIN_FAILED = "ID.1000"
 SESSION_INVALID = "ID.1001"
 NOT_FOUND = "SYS.1003"
 INVALID_ARGUMENT = "SYS.1007"
+#: SysErrors of a call that never ran (no route, management node not ready, undeliverable, node unavailable): retried
+TRANSIENT_CODES = ("SYS.1009", "SYS.1010", "SYS.1011", "SYS.1012")
 EXTENSION_FORMATS = {".iso": "iso", ".qcow2": "qcow2", ".raw": "raw", ".img": "raw", ".vmdk": "vmdk"}
 POLL_FIRST = 0.05
 POLL_FACTOR = 1.5
 POLL_MAX = 2.0
 MAX_GRID_CHANGES = 2
+MAX_RESUMES = 3
+LOST_SUBMIT_WAIT = 5.0      # seconds to look for the job of a submit whose answer was lost (ZStack creates it asynchronously)
 MIN_GRID = 64 * 1024
 IMAGE_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,255}$")
 ZSTACK_UUID_RE = re.compile(r"^[0-9a-f]{32}$")
@@ -304,12 +314,14 @@ class ZStackApiError(ApiError):
 
 
 class SliceConflict(Conflict):
-    """409 (the slice is being received from another request) or 416 (Content-Range disagrees): re-read and re-plan."""
+    """409 (the slice is being received from another request), 416 (Content-Range disagrees) or 400 ``SYS.1006`` (the job
+    takes no bytes now: suspended, or done): re-read and re-plan."""
 
-    def __init__(self, message, status, server_offset=None):
+    def __init__(self, message, status, server_offset=None, retried=False):
         super(SliceConflict, self).__init__(message)
         self.status = status
         self.server_offset = server_offset
+        self.retried = retried      # the answer to a repeated attempt: an earlier one may have landed
 
 
 class SliceGridError(ImageStoreError):
@@ -347,23 +359,55 @@ class ZStackClient:
         return exc
 
     def _send(self, method, path, what, expect=(200, 202), body=None, params=None, auth=True):
-        """One request; a 503 carrying a ZStack ErrorCode raises ZStackApiError, another 503 is retried by the HTTP layer."""
+        """One request; a 503 carrying a ZStack ErrorCode raises ZStackApiError, unless it is transient (see ``_transient``).
+
+        Transient 503s are retried here, with the HTTP layer's retry policy: its budget, backoff and Retry-After (the
+        HTTP layer cannot tell an API's 503 answer from an outage; every other status and error is its business).
+        """
         headers = {"Accept": "application/json"}
         if auth and self._session:
             headers["Authorization"] = "OAuth %s" % self._session
         kwargs = {"headers": headers, "params": params, "idempotent": method != "POST", "what": what}
         if body is not None:
             kwargs["json"] = body
+        policy = self.http.retry_policy
         try:
-            response = self.http.request(method, path, expect=tuple(expect) + (503,), **kwargs)
-            if response.status_code == 503:
+            while True:
+                response = self.http.request(method, path, expect=tuple(expect) + (503,), **kwargs)
+                if response.status_code != 503:
+                    return response
                 error = zstack_error(response)
-                if error is not None:
+                if error is not None and not self._transient(error, response):
                     raise ZStackApiError(what, error)
-                response = self.http.request(method, path, expect=tuple(expect), **kwargs)
-            return response
+                policy, delay = self._next_try(policy, method, path, response, what)
+                self.deadline.check(what)
+                remaining = self.deadline.remaining()
+                self._sleep(delay if remaining is None else max(0.0, min(delay, remaining)))
         except ImageStoreError as exc:
             raise self._scrub(exc)
+
+    @staticmethod
+    def _transient(error, response):
+        """A 503 that is no answer of the API: the call never ran (TRANSIENT_CODES), or the server asks to come back later."""
+        return error.get("code") in TRANSIENT_CODES or bool(response.headers.get("Retry-After"))
+
+    def _next_try(self, policy, method, path, response, what):
+        """(the policy after one more try, the delay before it: Retry-After or backoff); ApiError when the budget is spent."""
+        try:
+            policy = policy.increment(method=method, url=self.http.url(path), response=getattr(response, "raw", None))
+        except Exception:  # urllib3's MaxRetryError: the budget is spent
+            code, message = parse_error(response)
+            raise ApiError("%s failed after %d attempts: HTTP 503%s%s" % (what, len(policy.history) + 1, " %s" % code if code else "",
+                                                                          ": %s" % message if message else ""),
+                           status=503, code=code, retryable=True)
+        delay = policy.get_backoff_time()
+        header = response.headers.get("Retry-After")
+        if header:
+            try:
+                delay = min(max(policy.parse_retry_after(header), 0.0), getattr(policy, "backoff_max", None) or policy.BACKOFF_MAX)
+            except Exception:  # an unparsable Retry-After: the backoff
+                pass
+        return policy, delay
 
     @staticmethod
     def _json(response, what):
@@ -542,7 +586,16 @@ class ZStackClient:
         return data.get("inventory")
 
     def resume_long_job(self, job_uuid):
-        return self._long_job_action(job_uuid, "resumeLongJob", "resume upload job %s" % job_uuid)
+        """Resume a Suspended job; a job that runs already (another run resumed it, or this call's first answer was lost) is fine."""
+        try:
+            return self._long_job_action(job_uuid, "resumeLongJob", "resume upload job %s" % job_uuid)
+        except ZStackApiError as exc:
+            if exc.code != INVALID_ARGUMENT:
+                raise
+            job = self.get_long_job(job_uuid)
+            if (job or {}).get("state") != "Running":
+                raise
+            return job
 
     def cancel_long_job(self, job_uuid):
         return self._long_job_action(job_uuid, "cancelLongJob", "cancel upload job %s" % job_uuid)
@@ -577,7 +630,10 @@ class ZStackClient:
             "Content-Range": "bytes %d-%d/%d" % (start, end, image_size),
         }
 
+        attempts = []
+
         def body():
+            attempts.append(len(attempts) + 1)
             return MultipartSlice(source, start, end, filename, boundary)
 
         what = "send slice %d (bytes %d-%d) of image %s" % (index, start, end, image_uuid)
@@ -585,7 +641,8 @@ class ZStackClient:
         if response.status_code == 200:
             return "accepted"
         if response.status_code == 406:
-            return "present"
+            # answering a retry, 406 says the attempt whose answer was lost (reset, timeout) had landed: sent by this run
+            return "accepted" if len(attempts) > 1 else "present"
         code, message = parse_error(response)
         detail = "%s%s" % ("%s " % code if code else "", message)
         if response.status_code in (409, 416):
@@ -597,8 +654,8 @@ class ZStackClient:
         if response.status_code == 404:
             raise ApiError("%s failed: the image store no longer takes bytes for this image (its upload job was canceled, "
                            "failed or expired): HTTP 404 %s" % (what, detail), status=404, code=code)
-        if code == "SYS.1006":          # the job is not Running now (suspended by the idle timer): re-read, resume, re-plan
-            raise SliceConflict("%s: HTTP 400 %s" % (what, detail), 400)
+        if code == "SYS.1006":          # the job is not Running now (suspended by the idle timer, or done): re-read, resume, re-plan
+            raise SliceConflict("%s: HTTP 400 %s" % (what, detail), 400, retried=len(attempts) > 1)
         hint = SLICE_SIZE_HINT_RE.search(message or "")
         if hint or "SLICE-OFFSET" in (message or ""):
             raise SliceGridError("%s failed: HTTP 400 %s" % (what, detail), int(hint.group(1) or hint.group(2)) if hint else None)
@@ -678,6 +735,7 @@ class _SliceUpload:
         self.filename = filename
         self.grid = None
         self.known = []            # byte ranges the server took (200) or had (406) in this run
+        self.unconfirmed = []      # slices whose lost first answer may have completed the upload (the retry found it over)
         self.accepted = 0
         self.present_slices = 0
         self.conflicts = 0
@@ -696,10 +754,19 @@ class _SliceUpload:
             if detail is None:
                 job = self.api.get_long_job(self.job_uuid)
                 if (job or {}).get("state") == "Succeeded":
+                    with self._lock:        # the job could only succeed with them: the unanswered attempts had landed
+                        self.accepted += sum(end - start + 1 for start, end in self.unconfirmed)
+                        self.unconfirmed = []
                     return []
                 raise ImageStoreError("upload job %s ended while its slices were being sent: %s"
                                       % (self.job_uuid, job_error(job) or (job or {}).get("state") or "the job is gone"))
-            if detail.get("longJobState") == "Suspended" and self.resumes < 3:
+            if detail.get("longJobState") == "Suspended":
+                if self.resumes >= MAX_RESUMES:
+                    job = self.api.get_long_job(self.job_uuid)
+                    raise ImageStoreError("upload job %s was suspended again after %d resumes while its slices were being sent (%s); "
+                                          "what it received is kept: run again to resume it" % (
+                                              self.job_uuid, self.resumes, job_error(job) or "no reason given"),
+                                          details={"long_job_uuid": self.job_uuid, "image_uuid": self.image_uuid})
                 self.api.resume_long_job(self.job_uuid)
                 self.resumes += 1
             self.url = detail.get("imageUploadUrl") or self.url
@@ -717,6 +784,9 @@ class _SliceUpload:
         try:
             outcome = self.api.send_slice(self.url, self.image_uuid, source.size, index, start, end, source, md5, self.filename)
         except SliceConflict as exc:
+            if exc.status == 400 and exc.retried:
+                with self._lock:
+                    self.unconfirmed.append((start, end))
             if exc.status == 409:          # another request is writing this slice now: give it time before re-planning
                 with self._lock:
                     tries = self._busy[index] = self._busy.get(index, 0) + 1
@@ -814,9 +884,9 @@ class ZStack(Provider):
                 result["would_send"], source.size, src, name, storage.get("name"))
             return result
         if detail is None:
-            job = self.api.submit_add_image(image_id, add_image_params(options, storage["uuid"], image_id))
-            detail = self._started_detail(image_id, job["uuid"])
-            slice_size = self.chunk_size
+            detail, result["resumed"] = self._submit(image_id, options, storage["uuid"])
+            slice_size = self.chunk_size if not result["resumed"] else \
+                resume_slice_size(self.chunk_size, parse_offset(detail.get("offset")), source.size)
         else:
             result["resumed"] = True
             if detail.get("longJobState") == "Suspended":
@@ -910,6 +980,48 @@ class ZStack(Provider):
             self.warn("%d unfinished upload jobs carry image_id %s (%s); resuming %s" % (
                 len(mine), image_id, ", ".join(d.get("longJobUuid") for d in mine), chosen.get("longJobUuid")))
         return chosen
+
+    def _submit(self, image_id, options, storage_uuid):
+        """Submit the upload job and wait for it to run; (its details entry, True when another run's job was taken over).
+
+        Never a second job for one image_id: when the submit's answer is lost the job may exist, and when ZStack refuses
+        the submit (SYS.1007) another run may have submitted one since the details call; either way the unfinished job
+        this collection submitted for the image_id (same name, same backup storage) is taken over if there is one.
+        """
+        try:
+            job = self.api.submit_add_image(image_id, add_image_params(options, storage_uuid, image_id))
+        except TransportError as exc:
+            found = self._submitted_job(image_id, options["name"], storage_uuid, LOST_SUBMIT_WAIT)
+            if found is None:
+                raise TransportError("%s; no upload job for image_id %s appeared on ZStack within %d seconds: run again (a job that "
+                                     "appears later is found and resumed, none is submitted twice)" % (exc.message, image_id, LOST_SUBMIT_WAIT),
+                                     status=exc.status, code=exc.code)
+            return self._started_detail(image_id, found["uuid"]), False
+        except ZStackApiError as exc:
+            if exc.code != INVALID_ARGUMENT:
+                raise
+            found = self._submitted_job(image_id, options["name"], storage_uuid)
+            if found is None:
+                raise
+            self.warn("upload job %s for image_id %s was submitted by another run meanwhile; this run joins it" % (found["uuid"], image_id))
+            return self._started_detail(image_id, found["uuid"]), True
+        return self._started_detail(image_id, job["uuid"]), False
+
+    def _submitted_job(self, image_id, name, storage_uuid, wait=0):
+        """The unfinished upload job this collection submitted for ``image_id`` uploading ``name`` to the storage, or None.
+
+        ``wait``: seconds to keep looking (ZStack creates a long job after it has answered the submit).
+        """
+        end = time.monotonic() + wait
+        delay = POLL_FIRST
+        while True:
+            for job in self.api.jobs_of_image_id(image_id):
+                data = job_data(job)
+                if job.get("state") not in FINAL_STATES and data.get("name") == name and storage_uuid in (data.get("backupStorageUuids") or []):
+                    return job
+            if time.monotonic() >= end:
+                return None
+            delay = self.api.pause(delay, "looking for the upload job of image_id %s" % image_id)
 
     def _started_detail(self, image_id, job_uuid):
         """Wait for a new job to run, then its details entry (the upload URL and offset)."""
