@@ -302,3 +302,22 @@ def test_slice_answers(scripted, source, status, body, outcome):
     assert int(headers["Content-Length"]) == len(sent) and "Authorization" not in headers
     (part,) = email.message_from_bytes(b"Content-Type: " + headers["Content-Type"].encode() + b"\r\n\r\n" + sent).get_payload()
     assert part.get_payload(decode=True) == data[65536:131072]
+
+
+def test_a_transient_503_is_retried_and_an_api_503_is_not(scripted):
+    """SYS.1010 (not ready) and any 503 with Retry-After: the call never ran, retried; SYS.1007: the API's answer."""
+    server, api = scripted([login_ok(SESSION_A), (503, error("SYS.1010", "not ready")), (200, {"inventories": [{"uuid": "i"}]}),
+                            (503, error("SYS.1007", "bad"))] + [(503, error("SYS.1010", "not ready"))] * 6)
+    assert api.query("images") == [{"uuid": "i"}] and len(server.seen) == 3
+    with pytest.raises(ZStackApiError) as err:
+        api.query("images")
+    assert err.value.code == "SYS.1007" and len(server.seen) == 4
+    with pytest.raises(ApiError) as err:
+        api.query("images")
+    assert err.value.message == "query images failed after 6 attempts: HTTP 503 SYS.1010: not ready" and len(server.seen) == 10
+
+
+def test_a_406_answering_a_retried_slice_counts_as_sent(scripted, source):
+    server, api = scripted([(500, b"boom"), (406, error("SYS.1006", "slice 1 is already present"))])
+    md5 = hashlib.md5(open(source.path, "rb").read()[65536:131072]).hexdigest()
+    assert api.send_slice(server.url + "/imagestore/upload", "i", source.size, 1, 65536, 131071, source, md5, "d.qcow2") == "accepted"
