@@ -2,44 +2,17 @@
 within its retry budget, or fails naming the cause and leaves a job the next run resumes. Never two long jobs for one
 image_id, never an incomplete image Ready, never a slice accepted twice (the emulator counts accepted slice bytes)."""
 
-import hashlib
-import time
 
 import pytest
 import requests
 
 from tests.conftest import assert_no_traceback
+from tests.integration.zstack_api import Rest
 
 MiB = 1024 * 1024
 SIZE = 64 * MiB
 SLICE = 4 * MiB
-BS_UUID = "5c0fa9b2e4d14f0c9a1b7e3d2c6f8a90"       # the emulator's seeded backup storage "bs"
 TOTALS = {"cases": 0, "fired": 0, "lost": 0}
-
-
-class Rest:
-    """The ZStack API itself: what the modules left (images by name), and removal of the test's images afterwards."""
-
-    def __init__(self, zs):
-        self.url = zs.endpoint + "/zstack/v1"
-        password = hashlib.sha512(zs.options["password"].encode()).hexdigest()
-        login = requests.put(self.url + "/accounts/login",
-                             json={"logInByAccount": {"accountName": zs.options["username"], "password": password}})
-        self.auth = {"Authorization": "OAuth " + login.json()["inventory"]["uuid"]}
-
-    def images(self, name):
-        return requests.get(self.url + "/images", params={"q": "name=%s" % name}, headers=self.auth).json()["inventories"]
-
-    def _call(self, method, path, **kwargs):
-        location = requests.request(method, self.url + path, headers=self.auth, **kwargs).json()["location"]
-        while requests.get(location).status_code == 202:
-            time.sleep(0.02)
-
-    def remove(self, name):
-        for image in self.images(name):
-            if image["status"] != "Deleted":
-                self._call("DELETE", "/images/%s" % image["uuid"], params={"deleteMode": "Permissive"})
-            self._call("PUT", "/images/%s/actions" % image["uuid"], json={"expungeImage": {"backupStorageUuids": [BS_UUID]}})
 
 
 @pytest.fixture

@@ -1,41 +1,14 @@
 """Concurrent ZStack runs: 8 different images at once, and 2 runs racing for one image (same name, same image_id)."""
 
-import hashlib
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 
 from tests.conftest import AnsibleRunner, make_file
+from tests.integration.zstack_api import Rest
 
 MiB = 1024 * 1024
-BS_UUID = "5c0fa9b2e4d14f0c9a1b7e3d2c6f8a90"       # the emulator's seeded backup storage "bs"
-
-
-class Rest:
-    """The ZStack API itself: images by name, and their removal after the test."""
-
-    def __init__(self, zs):
-        self.url = zs.endpoint + "/zstack/v1"
-        password = hashlib.sha512(zs.options["password"].encode()).hexdigest()
-        login = requests.put(self.url + "/accounts/login",
-                             json={"logInByAccount": {"accountName": zs.options["username"], "password": password}})
-        self.auth = {"Authorization": "OAuth " + login.json()["inventory"]["uuid"]}
-
-    def images(self, name):
-        return requests.get(self.url + "/images", params={"q": "name=%s" % name}, headers=self.auth).json()["inventories"]
-
-    def _call(self, method, path, **kwargs):
-        location = requests.request(method, self.url + path, headers=self.auth, **kwargs).json()["location"]
-        while requests.get(location).status_code == 202:
-            time.sleep(0.02)
-
-    def remove(self, name):
-        for image in self.images(name):
-            if image["status"] != "Deleted":
-                self._call("DELETE", "/images/%s" % image["uuid"], params={"deleteMode": "Permissive"})
-            self._call("PUT", "/images/%s/actions" % image["uuid"], json={"expungeImage": {"backupStorageUuids": [BS_UUID]}})
 
 
 @pytest.fixture

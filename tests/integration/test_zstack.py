@@ -9,12 +9,11 @@ import re
 import time
 
 import pytest
-import requests
 
 from tests.conftest import assert_no_traceback
+from tests.integration.zstack_api import BS_UUID, Rest
 
 MiB = 1024 * 1024
-BS_UUID = "5c0fa9b2e4d14f0c9a1b7e3d2c6f8a90"       # the emulator's seeded backup storage "bs"
 
 
 @pytest.fixture
@@ -51,29 +50,6 @@ def delta(after, before, key):
 
 def job_view(emu, job_uuid):
     return next((j for j in emu.control("GET", "zstack/jobs").json()["jobs"] if j["uuid"] == job_uuid), None)
-
-
-class Rest:
-    """Reads (and a delete) through the ZStack API itself, to check what the modules left."""
-
-    def __init__(self, zs):
-        self.url = zs.endpoint + "/zstack/v1"
-        password = hashlib.sha512(zs.options["password"].encode()).hexdigest()
-        login = requests.put(self.url + "/accounts/login",
-                             json={"logInByAccount": {"accountName": zs.options["username"], "password": password}})
-        self.auth = {"Authorization": "OAuth " + login.json()["inventory"]["uuid"]}
-
-    def get(self, path):
-        found = requests.get(self.url + path, headers=self.auth).json()["inventories"]
-        return found[0] if found else None
-
-    def call(self, method, path):
-        location = requests.request(method, self.url + path, headers=self.auth).json()["location"]
-        while True:
-            answer = requests.get(location)
-            if answer.status_code != 202:
-                return answer
-            time.sleep(0.02)
 
 
 def test_128_mib_qcow2_is_ready_identical_then_unchanged(ansible, zs, emu, image):
