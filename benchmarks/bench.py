@@ -79,7 +79,7 @@ class Ansible:
 
     def __init__(self, workdir):
         self.workdir = workdir
-        self.n = 0
+        self.n = 0                  # one timing file per run (a provider's runs start again at 1)
 
     def env(self, cache):
         env = dict(os.environ)
@@ -94,6 +94,8 @@ class Ansible:
     def run(self, args, cache):
         self.n += 1
         out = os.path.join(self.workdir, "timing-%d.jsonl" % self.n)
+        if os.path.exists(out):
+            os.unlink(out)
         play = [{"hosts": "localhost", "gather_facts": False, "connection": "local",
                  "vars": {"ansible_python_interpreter": sys.executable},
                  "tasks": [{"name": "upload", "imagestore.upload.image_upload": args}]}]
