@@ -24,7 +24,7 @@ description:
     file to the same relative path below O(path), empty files by whole-file PUT, then an empty C(_.dir) marker per
     folder. The upload session id is derived from the path, the size and the SHA-256 of the file, so a
     different file never resumes a session that is not its own.
-  - vSphere. O(src) goes into item O(item) (created when missing: V(iso) for C(.iso), V(ovf) for C(.ovf)/C(.ova), else V(file))
+  - vSphere. O(src) goes into item O(item) (created when missing, of type V(iso) for C(.iso), V(ovf) for C(.ovf) or C(.ova), else V(file))
     of library O(library) (name or id) as O(file_name). The item's ACTIVE update session is resumed (files it holds READY
     are not sent again); each file is sent whole in one streamed PUT and its SHA-1 verified by the server; an C(.ovf) goes
     with the files it references. A failed session is failed, canceled and deleted unless O(keep_session_on_failure=true)
