@@ -54,7 +54,7 @@ DATASTORE = {"datastore": "datastore-1", "name": "datastore1", "type": "VMFS",
              "free_space": 4 * 1024 ** 4, "capacity": 8 * 1024 ** 4}
 SEED_LIBRARY = "images"
 CHECKSUM_ALGORITHMS = {"SHA1": "sha1", "MD5": "md5", "SHA256": "sha256", "SHA512": "sha512"}
-STAT_NAMES = ("data_puts", "data_bytes", "logins", "logouts")
+STAT_NAMES = ("data_puts", "data_bytes", "logins", "logouts", "sessions_created")
 ERROR_STATUS = {"not_found": 404, "operation_not_found": 404, "unauthenticated": 401, "unauthorized": 403,
                 "internal_server_error": 500}
 MESSAGE_PREFIX = "com.vmware.imagestore.emulator."
@@ -694,6 +694,8 @@ class VSphereAPI(ProviderAPI):
                    "warning_behavior": [], "created": now, "last_activity": now, "ended": None, "files": {}}
         self._sessions[session["id"]] = session
         self._save("sessions", session)
+        with self._stats_lock:
+            self._stats["sessions_created"] += 1
         return call.created(session["id"])
 
     def _op_session_update(self, call, session_id):

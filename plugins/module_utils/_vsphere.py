@@ -50,6 +50,11 @@ ITEM_TYPES = {".iso": "iso", ".ovf": "ovf", ".ova": "ovf"}
 KEEP_ALIVE_MAX_INTERVAL = 60.0
 DONE_WAIT_DEFAULT = 600
 FILE_RETRIES_MAX = 2
+SESSION_RESTARTS_MAX = 2
+CONFLICTS_MAX = 5
+TRANSFER_STALL_SECONDS = 30.0
+RECEIVING = ("TRANSFERRING", "VALIDATING")                 # file states while a client's bytes are coming in
+NOT_YET_READY = ("WAITING_FOR_TRANSFER",) + RECEIVING
 VOID = (200, 204)
 _ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -660,6 +665,8 @@ class VSphere(Provider):
         force = bool(self.params.get("force"))
         library_id = self._library_id(library_ref)
         item_id = self._item_id(library_id, item_name)
+        # the ACTIVE session is looked up before the files: an upload that completes in between shows in the files
+        session = self._active_session(item_id) if item_id else None
         stored = self._item_files(item_id) if item_id else {}
         todo = [f for f in files if force or not self._holds(stored, f)]
         result = {
@@ -677,34 +684,85 @@ class VSphere(Provider):
                 where, ", ".join(f.name for f in files), " and SHA-1" if all(stored_checksum(stored.get(f.name))[0] for f in files)
                 else "; the server reports no checksum, so the size decides")
             return result
-        session = self._active_session(item_id) if item_id else None
         if self.check_mode:
             return self._would(result, where, item_id, session, todo)
         if item_id is None:
             item_id = self._create_item(library_id, item_name, files[0].path)
             result.update(item_id=item_id, item_created=True)
             result["destination"]["item_id"] = item_id
+        # joined: the session was opened by a concurrent run for the same item after this run looked (its create was
+        # refused as resource_busy); such a session is used, but never ended by this run
+        joined = False
+        existing = session is not None
         if session is None:
-            session = self._open_session(item_id)
-        else:
-            result["resumed"] = True
-        session_id = session["id"]
-        result["session_id"] = session_id
-        in_session = self._files_of_resumed(session_id, todo) if result["resumed"] else {}
-        try:
-            sent, skipped = self._send_all(session, in_session, todo, result)
-            self._complete(session_id)
-            self._verify(item_id, todo)
-        except Exception as exc:  # pylint: disable=broad-except  # every failure must end or keep the session explicitly
-            raise self._abandon(session_id, exc, result)
+            session, joined = self._open_session(item_id)
+            existing = joined
+            if not joined and not force and self._holds_all(item_id, todo):
+                # A concurrent run completed the item after this run looked: the session just opened is not needed.
+                self.discard(session["id"], "not needed: the item already holds the files")
+                result.update(changed=False, msg="another upload completed %s meanwhile; it holds %s; nothing sent" % (
+                    where, ", ".join(f.name for f in todo)))
+                return result
+        result["resumed"] = existing
+        restarts = []
+        completed = None
+        while True:
+            session_id = session["id"]
+            result["session_id"] = session_id
+            in_session = self._files_of_resumed(session_id, todo) if existing else {}
+            landed = set()      # files whose PUT from this run the session accepted
+            try:
+                self._send_all(session, in_session, todo, result, landed)
+                completed = self._complete(session_id, item_id, todo)
+                rounds = 1
+                while completed is None:
+                    # a racing run added or sent a file of this upload again after it was READY: wait for it, or send again
+                    if rounds > CONFLICTS_MAX:
+                        raise ImageStoreError("update session %s cannot be completed: other clients kept replacing %s in it"
+                                              % (session_id, ", ".join(f.name for f in todo)))
+                    self._send_all(session, {}, todo, result, landed)
+                    completed = self._complete(session_id, item_id, todo)
+                    rounds += 1
+                self._verify(item_id, todo)
+                break
+            except Exception as exc:  # pylint: disable=broad-except  # every failure must end or keep the session explicitly
+                ended = self._ended(session_id, exc)
+                if ended in ("DONE", "deleted") and self._holds_all(item_id, todo):
+                    completed = False        # a run racing for the item completed the session (and deleted it)
+                    break
+                if ended in (None, "DONE") or len(restarts) >= SESSION_RESTARTS_MAX:
+                    raise self._abandon(session_id, exc, result, owned=not joined)
+            # The session ended under the upload (idle-expired, failed or canceled by someone else, or deleted): what it
+            # had received is gone with it, so the files are sent again into a new session.
+            restarts.append(session_id)
+            self.warn("update session %s of %s ended during the upload (%s) and was replaced by a new one" % (
+                session_id, where, ended))
+            if ended != "deleted":
+                self.discard(session_id, "ended during the upload (%s)" % ended)
+            session, joined = self._open_session(item_id)
+            existing = joined
         self._forget(session_id)
-        result["bytes_sent"] = sent
+        sent = result["bytes_sent"]
+        if restarts:
+            result["session_restarts"] = len(restarts)
+        if not completed and not landed:
+            result["changed"] = False
+            result["msg"] = "another upload completed update session %s of %s meanwhile; it holds %s; %s" % (
+                session_id, where, ", ".join(f.name for f in todo),
+                "%d bytes sent by this run were not needed" % sent if sent else "nothing sent")
+            return result
+        skipped = [f.name for f in todo if f.name not in landed]
         result["msg"] = "%s %s into %s%s (%d bytes sent)%s" % (
             "resumed update session %s: uploaded" % session_id if result["resumed"] else "uploaded",
-            ", ".join(f.name for f in todo if f.name not in skipped) or "nothing new",
+            ", ".join(f.name for f in todo if f.name in landed) or "nothing new",
             "new " if result["item_created"] else "", where, sent,
             "; already received before: %s" % ", ".join(sorted(skipped)) if skipped else "")
         return result
+
+    def _holds_all(self, item_id, todo):
+        """Does the item hold every file of ``todo`` now?"""
+        stored = self._item_files(item_id)
+        return all(self._holds(stored, f) for f in todo)
 
     @staticmethod
     def _holds(stored, f):
@@ -757,16 +815,24 @@ class VSphere(Provider):
             return item_id
 
     def _open_session(self, item_id):
-        try:
-            session_id = self.api.session_create(item_id)
-        except ApiError as exc:
-            session = self._active_session(item_id) if exc.code == "resource_busy" else None
-            if session is None:
-                raise
-            return session
-        session = self.api.session_get(session_id) or {}
-        session.setdefault("id", session_id)
-        return session
+        """(session model, joined): a new update session for the item, or, when the server refuses a second one
+        (resource_busy: a concurrent run opened one after this run looked), that run's session, joined."""
+        for attempt in range(3):
+            try:
+                session_id = self.api.session_create(item_id)
+            except ApiError as exc:
+                if exc.code != "resource_busy":
+                    raise
+                session = self._active_session(item_id)
+                if session is not None:
+                    return session, True
+                if attempt == 2:
+                    raise
+                continue          # that session ended in between: ask again
+            session = self.api.session_get(session_id) or {}
+            session.setdefault("id", session_id)
+            return session, False
+        return None, False
 
     def _files_of_resumed(self, session_id, todo):
         """name -> FileInfo of a session found ACTIVE; refuse (leaving it alone) one that holds files of another upload
@@ -780,8 +846,10 @@ class VSphere(Provider):
                                   % (session_id, ", ".join(foreign)), details={"session_id": session_id})
         return in_session
 
-    def _send_all(self, session, in_session, todo, result):
-        """Send every file of ``todo`` the session does not hold READY; return (bytes sent, names skipped)."""
+    def _send_all(self, session, in_session, todo, result, landed):
+        """Send every file of ``todo`` the session does not hold READY; add the names whose PUT it accepted to ``landed``.
+
+        The bytes read for sending are added to ``result["bytes_sent"]``, also when a file fails."""
         session_id = session["id"]
         skipped = set(f.name for f in todo if (in_session.get(f.name) or {}).get("status") == "READY"
                       and same_content(in_session[f.name], f.size, f.digests))
@@ -794,26 +862,42 @@ class VSphere(Provider):
 
         keep_alive = KeepAlive(self.api, session_id, KeepAlive.interval_for(session), progress,
                                start_progress=_int(session.get("client_progress")) or 0)
-        with keep_alive:
-            for f in todo:
-                if f.name in skipped:
-                    continue
-                self._send_file(session_id, f, meter)
-                done[0] += f.size
-                for entry in result.get("files") or []:
-                    if entry["name"] == f.name:
-                        entry["bytes_sent"] = f.size
+        try:
+            with keep_alive:
+                for f in todo:
+                    if f.name in skipped:
+                        continue
+                    if self._send_file(session_id, f, meter):
+                        landed.add(f.name)
+                        for entry in result.get("files") or []:
+                            if entry["name"] == f.name:
+                                entry["bytes_sent"] = f.size
+                    done[0] += f.size
+        finally:
+            result["bytes_sent"] += meter.total
         if keep_alive.errors:
             self.warn("keeping update session %s alive failed %d time(s); last error: %s" % (
                 session_id, len(keep_alive.errors), keep_alive.errors[-1]))
-        result["bytes_sent"] = meter.total
-        return meter.total, skipped
 
     def _send_file(self, session_id, f, meter):
-        """Add the file (size, SHA-1) and PUT it whole; a retryable failure re-adds and re-sends it."""
+        """Add the file (size, SHA-1) and PUT it whole; False when the session already holds it without this run's PUT.
+
+        A retryable failure re-adds and re-sends it (``retries`` times, at most FILE_RETRIES_MAX); a lost answer is
+        recognised by the file being READY. A transfer of the file that is going on (a run racing for the same item, or
+        an earlier attempt the server is still reading) is waited for and never replaced: when it ends READY with this
+        content, that is used. Replacing happens the other way round too (a racing run added the file again while this
+        run sent it: the server refuses this PUT), which is not counted against ``retries``.
+        """
         attempts = 1 + min(FILE_RETRIES_MAX, max(0, self.params.get("retries") or 0))
-        for attempt in range(1, attempts + 1):
+        attempt, conflicts, failures = 0, 0, []
+        while True:
+            info = self._settled(session_id, f)
+            if (info or {}).get("status") == "READY" and same_content(info, f.size, f.digests):
+                return attempt > 0
+            if failures and attempt >= attempts:
+                raise failures[-1]
             self._check_time("uploading %s" % f.name)
+            attempt += 1
             info = self.api.file_add(session_id, f.name, f.size, f.checksum_info())
             sent_sha1 = []
 
@@ -827,32 +911,46 @@ class VSphere(Provider):
                 changed = self._sent_other_bytes(f, sent_sha1, meter)
                 if changed:
                     raise ImageStoreError("%s. %s" % (exc.message, changed), status=exc.status, code=exc.code)
+                if exc.code in ("resource_busy", "not_allowed_in_current_state") and conflicts < CONFLICTS_MAX:
+                    # another transfer of the file is going on, or the file was added again (or the session ended:
+                    # then the next request says so)
+                    conflicts += 1
+                    attempt -= 1
+                    continue
                 if not retryable(exc):
                     raise
-                if self._received(session_id, f):      # only the answer was lost
-                    return
-                if attempt == attempts:
-                    raise
+                failures.append(exc)
                 continue
             changed = self._sent_other_bytes(f, sent_sha1, meter)
             if changed:
                 raise ImageStoreError(changed)
             f.source.check_unchanged()
-            return
+            return True
+
+    def _settled(self, session_id, f):
+        """FileInfo of ``f`` in the session once no transfer of it is going on; None when the session lacks it.
+
+        A file TRANSFERRING (or VALIDATING) is being received from someone right now: wait while its ``bytes_transferred``
+        moves. One that has not moved for TRANSFER_STALL_SECONDS lost its sender and is replaced."""
+        delay, seen, since = 0.05, None, time.monotonic()
+        while True:
+            info = self.api.file_get(session_id, f.name)
+            if (info or {}).get("status") not in RECEIVING:
+                return info
+            moved, now = _int(info.get("bytes_transferred")), time.monotonic()
+            if moved != seen:
+                seen, since = moved, now
+            elif now - since > TRANSFER_STALL_SECONDS:
+                return info
+            self._check_time("waiting for another transfer of %s into update session %s to end" % (f.name, session_id))
+            time.sleep(delay)
+            delay = min(1.0, delay * 1.5)
 
     def _check_time(self, doing):
         """The ``timeout`` of the run (what then happens to the session is said by the failure handling)."""
         remaining = self.deadline.remaining()
         if remaining is not None and remaining < 0:
             raise ImageStoreError("timeout of %s seconds reached while %s" % (self.deadline.seconds, doing), retryable=True)
-
-    def _received(self, session_id, f):
-        """Does the session hold ``f`` READY (a PUT whose answer was lost)? False when it cannot tell."""
-        try:
-            info = self.api.file_get(session_id, f.name)
-        except ImageStoreError:
-            return False
-        return (info or {}).get("status") == "READY" and same_content(info, f.size, f.digests)
 
     def _sent_other_bytes(self, f, sent_sha1, meter):
         """When the bytes sent were not those whose SHA-1 was declared: say so (and fix the digest cache)."""
@@ -864,19 +962,34 @@ class VSphere(Provider):
         return ("The SHA-1 of the bytes sent was %s, not the %s computed before: %s changed after its checksum was computed "
                 "(in place, keeping its size and modification time); run again to upload its current content" % (actual, f.sha1, f.path))
 
-    def _complete(self, session_id):
-        """Validate, report 100 %, complete, and wait until the session is DONE."""
+    def _complete(self, session_id, item_id, todo):
+        """Validate, report 100 %, complete, and wait until the session is DONE; True when this run completed it.
+
+        None when validation finds a file of this upload added again or being sent again by another client (a run racing
+        for the item): it is to be waited for, or sent again. A session found no longer ACTIVE on the way raises ApiError;
+        the caller finds out why (a racing run completed it, or it ended)."""
         validation = self.api.file_validate(session_id)
         if validation["has_errors"]:
+            held = dict((f.get("name"), f) for f in self.api.file_list(session_id))
+            for f in todo:
+                info = held.get(f.name) or {}
+                if info.get("status") == "READY" and not same_content(info, f.size, f.digests):
+                    raise ImageStoreError("update session %s cannot be completed: another client replaced %s in it with other "
+                                          "content (%s bytes, checksum %s); run again once that upload is over" % (
+                                              session_id, f.name, info.get("size"), stored_checksum(info)[1] or "not reported"))
+            if any((held.get(f.name) or {}).get("status", "WAITING_FOR_TRANSFER") in NOT_YET_READY for f in todo):
+                return None
             raise self._validation_error(session_id, validation)
         try:
             self.api.session_keep_alive(session_id, 100)
         except ApiError as exc:
-            if exc.status != 400:    # client_progress is advisory: a refusal does not stop a complete upload
+            # client_progress is advisory: a refusal does not stop a complete upload (but a session no longer ACTIVE does)
+            if exc.status != 400 or exc.code == "not_allowed_in_current_state":
                 raise
-        self.complete_and_wait(session_id)
+        self.complete_and_wait(session_id, lambda: self._holds_all(item_id, todo))
+        return True
 
-    def complete_and_wait(self, session_id):
+    def complete_and_wait(self, session_id, deleted_when_done=None):
         """Complete the session and wait until it is DONE; a complete whose answer was lost (then refused
         as the session is no longer ACTIVE) counts when the session is DONE after all."""
         try:
@@ -884,7 +997,27 @@ class VSphere(Provider):
         except ApiError as exc:
             if exc.code != "not_allowed_in_current_state" or (self.api.session_get(session_id) or {}).get("state") != "DONE":
                 raise
-        return self._wait_done(session_id)
+        return self._wait_done(session_id, deleted_when_done)
+
+    def _ended(self, session_id, exc):
+        """Why the session can no longer take the upload, when ``exc`` hints so and the server confirms it: ``DONE``
+        (completed by someone else), ``deleted``, ``CANCELED`` or ``ERROR: <reason>`` (idle-expired, or failed by
+        someone); None otherwise."""
+        if not isinstance(exc, ApiError) or (exc.status != 404 and exc.code != "not_allowed_in_current_state"):
+            return None
+        try:
+            model = self.api.session_get(session_id)
+        except ImageStoreError:
+            return None
+        if model is None:
+            return "deleted"
+        state = model.get("state")
+        if state == "DONE":
+            return state
+        if state not in ("ERROR", "CANCELED"):
+            return None
+        reason = _message_text(model.get("error_message"))
+        return "%s: %s" % (state, reason) if reason else state
 
     @staticmethod
     def _validation_error(session_id, validation):
@@ -899,13 +1032,17 @@ class VSphere(Provider):
                                         "invalid_files": [{"name": f.get("name"), "error": _message_text(f.get("error_message"))}
                                                           for f in validation["invalid_files"]]})
 
-    def _wait_done(self, session_id):
+    def _wait_done(self, session_id, deleted_when_done=None):
+        """Poll until the session is DONE; ``deleted_when_done()`` tells whether a session deleted meanwhile had ended DONE
+        (a run racing for the item deletes the DONE session it completed; the item then holds the files)."""
         remaining = self.deadline.remaining()
         end = time.monotonic() + (remaining if remaining is not None else DONE_WAIT_DEFAULT)
         delay = 0.1
         while True:
             session = self.api.session_get(session_id)
             if session is None:
+                if deleted_when_done is not None and deleted_when_done():
+                    return None
                 raise ImageStoreError("update session %s disappeared while it was being completed" % session_id)
             state = session.get("state")
             if state == "DONE":
@@ -936,8 +1073,10 @@ class VSphere(Provider):
         except ImageStoreError as exc:
             self.warn("the upload is complete, but deleting its DONE update session %s failed: %s" % (session_id, exc.message))
 
-    def _abandon(self, session_id, exc, result):
-        """End the session of a failed run (fail, cancel, delete) or keep it; return the error to raise."""
+    def _abandon(self, session_id, exc, result, owned=True):
+        """End the session of a failed run (fail, cancel, delete) or keep it; return the error to raise.
+
+        A session not ``owned`` (opened by a concurrent run for the same item, which this run joined) is left to that run."""
         if isinstance(exc, ImageStoreError):
             message, again = exc.message, retryable(exc)
         elif isinstance(exc, (IOError, OSError)):
@@ -946,7 +1085,10 @@ class VSphere(Provider):
             message, again = str(exc) or type(exc).__name__, False
         details = dict(getattr(exc, "details", None) or {})
         details.update(session_id=session_id, item_id=result["item_id"], library_id=result["library_id"])
-        if again and self.params.get("keep_session_on_failure"):
+        if not owned:
+            details["session_cleanup"] = "left"
+            note = "update session %s was opened by a concurrent run for the same item and is left to it" % session_id
+        elif again and self.params.get("keep_session_on_failure"):
             details["session_cleanup"] = "kept"
             note = ("update session %s is left ACTIVE (keep_session_on_failure=true): run again to resume it, or remove it with "
                     "imagestore.upload.upload_session_absent" % session_id)
@@ -958,8 +1100,11 @@ class VSphere(Provider):
                                retryable=again, details=details)
 
     def _drop_created_item(self, item_id):
-        """Delete the item this run created for an upload that failed (no empty item is left behind)."""
+        """Delete the item this run created for an upload that failed (no empty item is left behind), unless it holds files
+        now: a run racing for the item may have completed its upload into it meanwhile."""
         try:
+            if self._item_files(item_id):
+                return "; the library item %s created by this run is kept: it holds files now (another run uploaded them)" % item_id
             self.api.item_delete(item_id)
         except ImageStoreError as exc:
             return "; the library item %s created by this run is left (deleting it failed: %s)" % (item_id, exc.message)
@@ -987,6 +1132,8 @@ class VSphere(Provider):
                     problems.append("%s: %s" % (step, exc.message))
             except ImageStoreError as exc:
                 problems.append("%s: %s" % (step, exc.message))
+                if isinstance(exc, TransportError):     # the server cannot be reached: the next steps would fail alike
+                    break
         if "deleted" in done:
             return "deleted", "update session %s was %s" % (session_id, _join(done))
         return "incomplete", ("update session %s could not be cleaned up (%s); it may still be ACTIVE: remove it with "
