@@ -264,7 +264,9 @@ api_style:
   returned: when provider is vsphere
   type: str
 session_cleanup:
-  description: vSphere. On failure after the update session existed, what became of it, V(deleted), V(kept) or V(incomplete).
+  description:
+    - vSphere. On failure after the update session existed, what became of it, V(deleted), V(kept), V(incomplete), or V(left)
+      (the session was opened by a concurrent run for the same item, which this run joined; it is left to that run).
   returned: on failure
   type: str
 image_uuid:
