@@ -162,6 +162,23 @@ def ansible(tmp_path, collections_path):
 
 
 @pytest.fixture
+def private_emulator(tmp_path):
+    """Factory: ``private_emulator("--latency-ms", "40")`` starts an emulator process of the test's own
+    (to kill, restart or slow down), on its own data dir; every one is stopped after the test."""
+    from imagestore_emulator.process import EmulatorProcess
+    started = []
+
+    def start(*extra_args):
+        data = tmp_path / ("emulator-%d" % len(started))
+        data.mkdir()
+        started.append(EmulatorProcess(data, extra_args=list(extra_args)).start())
+        return started[-1]
+    yield start
+    for emu in started:
+        emu.stop()
+
+
+@pytest.fixture
 def image(tmp_path):
     """Factory: ``image(size, seed=0, name="disk.img") -> (path, sha256)``."""
     def make(size, seed=0, name="disk.img"):

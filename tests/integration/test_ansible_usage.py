@@ -8,7 +8,6 @@ from importlib import metadata
 
 import pytest
 
-from imagestore_emulator.process import EmulatorProcess
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.dirname(sys.executable)
@@ -16,12 +15,8 @@ MiB = 1024 * 1024
 
 
 @pytest.fixture
-def slow_emulator(tmp_path):
-    d = tmp_path / "slow"
-    d.mkdir()
-    emu = EmulatorProcess(d, extra_args=["--latency-ms", "60"]).start()
-    yield emu
-    emu.stop()
+def slow_emulator(private_emulator):
+    return private_emulator("--latency-ms", "60")
 
 
 def test_async_upload_reports_progress_while_it_runs(ansible, slow_emulator, image):

@@ -2,13 +2,11 @@
 dir: the re-run resumes the item's ACTIVE update session and the result is byte-identical; a completed item
 file survives a restart."""
 
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from imagestore_emulator.process import EmulatorProcess
 from tests.conftest import assert_no_traceback
 
 MiB = 1024 * 1024
@@ -16,12 +14,8 @@ SIZE = 128 * MiB           # the emulator takes about 0.3 s for it: time to see 
 
 
 @pytest.fixture
-def own_emulator(tmp_path):
-    emu = EmulatorProcess(tmp_path / "data", extra_args=["--latency-ms", "40"])
-    os.makedirs(emu.data_dir)
-    emu.start()
-    yield emu
-    emu.stop()
+def own_emulator(private_emulator):
+    return private_emulator("--latency-ms", "40")
 
 
 def args(emu, src, item, **extra):

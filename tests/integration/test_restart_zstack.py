@@ -3,28 +3,20 @@ resumes the same long job, sends only what the receiver had not recorded, and th
 image survives a restart."""
 
 import hashlib
-import json
-import os
-import subprocess
-import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 
-from imagestore_emulator.process import EmulatorProcess
 from tests.conftest import assert_no_traceback
 
 MiB = 1024 * 1024
 
 
 @pytest.fixture
-def own_emulator(tmp_path):
-    emu = EmulatorProcess(tmp_path / "data", extra_args=["--latency-ms", "40"])
-    os.makedirs(emu.data_dir)
-    emu.start()
-    yield emu
-    emu.stop()
+def own_emulator(private_emulator):
+    return private_emulator("--latency-ms", "40")
 
 
 def args(emu, src, name):
@@ -52,21 +44,15 @@ def test_sigkill_mid_upload_then_resume(ansible, own_emulator, image):
     size = 64 * MiB
     src, digest = image(size, seed=131, name="restart.qcow2")
     emu = own_emulator
-    first_run = subprocess.Popen([sys.executable, "-c", """
-import json, sys
-sys.path.insert(0, %r)
-from tests.conftest import AnsibleRunner
-runner = AnsibleRunner(%r, %r)
-result, run = runner.module("image_upload", json.loads(sys.argv[1]))
-print(json.dumps(result))
-""" % (os.getcwd(), ansible.workdir, ansible.collections_path), json.dumps(args(emu, src, "zr-restart"))],
-        stdout=subprocess.PIPE, env=ansible.env())
+    pool = ThreadPoolExecutor(1)
+    first_run = pool.submit(ansible.module, "image_upload", args(emu, src, "zr-restart"))
     deadline = time.time() + 60
     while emu.stats("zstack")["slice_bytes"] < 8 * MiB:
-        assert time.time() < deadline and first_run.poll() is None, "the upload did not get going"
+        assert time.time() < deadline and not first_run.done(), "the upload did not get going"
         time.sleep(0.05)
     emu.kill()
-    first = json.loads(first_run.communicate(timeout=120)[0].decode().strip().splitlines()[-1])
+    first = first_run.result(timeout=120)[0]
+    pool.shutdown()
     assert first["failed"] is True and "connect" in first["msg"], first
 
     emu.restart()
