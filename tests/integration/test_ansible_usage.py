@@ -20,10 +20,10 @@ def slow_emulator(private_emulator):
 
 
 def test_async_upload_reports_progress_while_it_runs(ansible, slow_emulator, image):
-    src, digest = image(48 * MiB, seed=41)
+    src, digest = image(64 * MiB, seed=41)
     conn = {"provider": "servicefabric", "endpoint": slow_emulator.url}
     run = ansible.run([
-        {"name": "start", "imagestore.upload.image_upload": dict(conn, src=src, path="async/disk.img", chunk_size="1MiB",
+        {"name": "start", "imagestore.upload.image_upload": dict(conn, src=src, path="async/disk.img", chunk_size="512KiB",
                                                                  parallel=2),
          "async": 300, "poll": 0},
         {"name": "watch", "imagestore.upload.upload_session_info": dict(conn, path="async/disk.img"),
