@@ -161,6 +161,34 @@ def ansible(tmp_path, collections_path):
     return AnsibleRunner(tmp_path, collections_path)
 
 
+@pytest.fixture(scope="session")
+def vcsim(request):
+    """govmomi's vcsim, built from Debian's sources (tests/vcsim/) and started once per session: its start line
+    (url, datastore_id, username, password, ...). Skipped when Go or the govmomi sources are missing, unless
+    IMAGESTORE_REQUIRE_VCSIM=1 turns the skip into a failure; IMAGESTORE_VCSIM_DIR caches the binary,
+    IMAGESTORE_VCSIM_GOPATH points at other sources."""
+    import importlib.util
+    import tempfile
+    spec = importlib.util.spec_from_file_location("imagestore_vcsim_build", os.path.join(ROOT, "tests", "vcsim", "build.py"))
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    gopath = os.environ.get("IMAGESTORE_VCSIM_GOPATH") or build.DEFAULT_GOPATH
+    reason = build.unavailable_reason(gopath)
+    if reason is not None:
+        if os.environ.get("IMAGESTORE_REQUIRE_VCSIM") == "1":
+            pytest.fail("IMAGESTORE_REQUIRE_VCSIM=1 but vcsim cannot be built: " + reason)
+        pytest.skip("vcsim cannot be built: " + reason)
+    cache = getattr(request.config, "cache", None)       # absent with -p no:cacheprovider
+    out_dir = os.environ.get("IMAGESTORE_VCSIM_DIR") or (str(cache.mkdir("vcsim")) if cache else
+                                                         os.path.join(tempfile.gettempdir(), "imagestore-vcsim"))
+    binary = build.build_vcsim(out_dir, gopath)
+    process, info = build.start_vcsim(binary, log_path=os.path.join(out_dir, "vcsim.log"))
+    try:
+        yield info
+    finally:
+        build.stop_vcsim(process)
+
+
 @pytest.fixture
 def private_emulator(tmp_path):
     """Factory: ``private_emulator("--latency-ms", "40")`` starts an emulator process of the test's own

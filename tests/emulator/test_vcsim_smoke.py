@@ -7,44 +7,14 @@ directory) and ``IMAGESTORE_VCSIM_GOPATH`` (default ``/usr/share/gocode``).
 """
 
 import hashlib
-import importlib.util
 import os
-import tempfile
 
 import pytest
 import requests
 
-BUILD_PY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "vcsim", "build.py")
 REST = "/rest/com/vmware"
 
 pytestmark = pytest.mark.vcsim
-
-
-def _load_build():
-    spec = importlib.util.spec_from_file_location("imagestore_vcsim_build", BUILD_PY)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def vcsim(request):
-    build = _load_build()
-    gopath = os.environ.get("IMAGESTORE_VCSIM_GOPATH") or build.DEFAULT_GOPATH
-    reason = build.unavailable_reason(gopath)
-    if reason is not None:
-        if os.environ.get("IMAGESTORE_REQUIRE_VCSIM") == "1":
-            pytest.fail("IMAGESTORE_REQUIRE_VCSIM=1 but vcsim cannot be built: " + reason)
-        pytest.skip("vcsim cannot be built: " + reason)
-    cache = getattr(request.config, "cache", None)       # absent with -p no:cacheprovider
-    out_dir = os.environ.get("IMAGESTORE_VCSIM_DIR") or (str(cache.mkdir("vcsim")) if cache else
-                                                         os.path.join(tempfile.gettempdir(), "imagestore-vcsim"))
-    binary = build.build_vcsim(out_dir, gopath)
-    process, info = build.start_vcsim(binary, log_path=os.path.join(out_dir, "vcsim.log"))
-    try:
-        yield info
-    finally:
-        build.stop_vcsim(process)
 
 
 @pytest.fixture

@@ -10,9 +10,7 @@ vcsim is skipped, with its reason, only where Go or the govmomi sources are miss
 ``IMAGESTORE_REQUIRE_VCSIM=1`` (CI) that is a failure instead.
 """
 
-import importlib.util
 import os
-import tempfile
 import uuid
 
 import pytest
@@ -26,42 +24,19 @@ from tests.conftest import assert_no_traceback, make_file, sha256_file
 
 MiB = 1024 * 1024
 ISO_SIZE = 64 * MiB
-BUILD_PY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "vcsim", "build.py")
 VCSIM_LIBRARY = "it-vsphere"
 
 
-def _load_build():
-    spec = importlib.util.spec_from_file_location("imagestore_vcsim_build", BUILD_PY)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="session")
-def vcsim_target(request):
-    """govmomi's vcsim with a library on its datastore, as a Target; stopped at the end of the session."""
-    build = _load_build()
-    gopath = os.environ.get("IMAGESTORE_VCSIM_GOPATH") or build.DEFAULT_GOPATH
-    reason = build.unavailable_reason(gopath)
-    if reason is not None:
-        if os.environ.get("IMAGESTORE_REQUIRE_VCSIM") == "1":
-            pytest.fail("IMAGESTORE_REQUIRE_VCSIM=1 but vcsim cannot be built: " + reason)
-        pytest.skip("vcsim cannot be built: " + reason)
-    cache = getattr(request.config, "cache", None)
-    out_dir = os.environ.get("IMAGESTORE_VCSIM_DIR") or (str(cache.mkdir("vcsim")) if cache else
-                                                         os.path.join(tempfile.gettempdir(), "imagestore-vcsim"))
-    binary = build.build_vcsim(out_dir, gopath)
-    process, info = build.start_vcsim(binary, log_path=os.path.join(out_dir, "vcsim.log"))
-    try:
-        target = Target("vsphere", info["url"], username=info["username"], password=info["password"],
-                        validate_certs=False, ca_path=None, library=VCSIM_LIBRARY)
-        api = client_for(target)
-        api.library_create_local(VCSIM_LIBRARY, info["datastore_id"])
-        api.logout()
-        api.http.close()
-        yield target
-    finally:
-        build.stop_vcsim(process)
+def vcsim_target(vcsim):
+    """govmomi's vcsim (the session's ``vcsim`` fixture) with a library on its datastore, as a Target."""
+    target = Target("vsphere", vcsim["url"], username=vcsim["username"], password=vcsim["password"],
+                    validate_certs=False, ca_path=None, library=VCSIM_LIBRARY)
+    api = client_for(target)
+    api.library_create_local(VCSIM_LIBRARY, vcsim["datastore_id"])
+    api.logout()
+    api.http.close()
+    return target
 
 
 class Peer:
