@@ -7,7 +7,7 @@ import pytest
 import requests
 
 from tests.conftest import assert_no_traceback
-from tests.integration.zstack_api import Rest
+from tests.integration.zstack_api import Rest, clean_emulator
 
 MiB = 1024 * 1024
 SIZE = 64 * MiB
@@ -23,16 +23,9 @@ def zs(imagestore_target):
 @pytest.fixture
 def emu(imagestore_emulator, zs):
     """Fault rules cleared before and after; the images the test names in ``emu.names`` removed afterwards."""
-    if not zs.emulated:
-        pytest.skip("injects faults into the emulator")
-    requests.delete(imagestore_emulator.url + "/_emulator/faults")
-    imagestore_emulator.names = []
-    yield imagestore_emulator
-    TOTALS["fired"] += len(fired(imagestore_emulator))
-    requests.delete(imagestore_emulator.url + "/_emulator/faults")
-    rest = Rest(zs)
-    for name in imagestore_emulator.names:
-        rest.remove(name)
+    with clean_emulator(imagestore_emulator, zs, "injects faults into the emulator") as emulator:
+        yield emulator
+        TOTALS["fired"] += len(fired(emulator))
 
 
 @pytest.fixture(scope="module", autouse=True)

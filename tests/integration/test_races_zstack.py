@@ -6,7 +6,7 @@ import pytest
 import requests
 
 from tests.conftest import AnsibleRunner, make_file
-from tests.integration.zstack_api import Rest
+from tests.integration.zstack_api import Rest, clean_emulator
 
 MiB = 1024 * 1024
 
@@ -19,15 +19,8 @@ def zs(imagestore_target):
 @pytest.fixture
 def emu(imagestore_emulator, zs):
     """The emulator, fault rules cleared before and after; the images named in ``emu.names`` removed afterwards."""
-    if not zs.emulated:
-        pytest.skip("reads the emulator's long jobs and counters")
-    requests.delete(imagestore_emulator.url + "/_emulator/faults")
-    imagestore_emulator.names = []
-    yield imagestore_emulator
-    requests.delete(imagestore_emulator.url + "/_emulator/faults")
-    rest = Rest(zs)
-    for name in imagestore_emulator.names:
-        rest.remove(name)
+    with clean_emulator(imagestore_emulator, zs, "reads the emulator's long jobs and counters") as emulator:
+        yield emulator
 
 
 def jobs_of(emu, image_id):

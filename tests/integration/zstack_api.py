@@ -1,8 +1,10 @@
 """The ZStack API itself, as the ZStack tests use it to check what the modules left and to clean up."""
 
+import contextlib
 import hashlib
 import time
 
+import pytest
 import requests
 
 BS_UUID = "5c0fa9b2e4d14f0c9a1b7e3d2c6f8a90"       # the emulator's seeded backup storage "bs"
@@ -41,3 +43,20 @@ class Rest:
             if image["status"] != "Deleted":
                 self.call("DELETE", "/images/%s" % image["uuid"], params={"deleteMode": "Permissive"})
             self.call("PUT", "/images/%s/actions" % image["uuid"], json={"expungeImage": {"backupStorageUuids": [BS_UUID]}})
+
+
+@contextlib.contextmanager
+def clean_emulator(emulator, zs, why):
+    """The emulator for a test that needs it (skipped with ``why`` against a real ZStack): fault rules
+    cleared before and after, and the images the test lists in ``emulator.names`` removed afterwards."""
+    if not zs.emulated:
+        pytest.skip(why)
+    requests.delete(emulator.url + "/_emulator/faults")
+    emulator.names = []
+    try:
+        yield emulator
+    finally:
+        requests.delete(emulator.url + "/_emulator/faults")
+        rest = Rest(zs)
+        for name in emulator.names:
+            rest.remove(name)
