@@ -11,7 +11,7 @@ def make(target, src, fraction, chunk_size, path):
     path = normalize_path(path)
     source = Source(src)
     api = ServiceFabricClient(http_for(target, ServiceFabricClient.parse_error))
-    session_id = session_id_for(path, source.size, source.digest("sha256"))
+    session_id = session_id_for(path, source)
     upto = int(source.size * fraction)
     sent = []
     pos = 0

@@ -12,6 +12,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import re
+import time
 import traceback
 
 from ansible.module_utils.basic import env_fallback, missing_required_lib
@@ -159,6 +160,7 @@ def run_module(module, operation):
     """Run ``operation`` (upload, sessions, commit, absent) of the chosen provider and exit."""
     if not HAS_REQUESTS:
         module.fail_json(msg=missing_required_lib("requests"), exception=str(REQUESTS_IMPORT_ERROR))
+    started = time.monotonic()
     params = dict(module.params)
     if not params.get("timeout"):
         params["timeout"] = None
@@ -186,4 +188,6 @@ def run_module(module, operation):
         module.fail_json(**failure)
     if operation == "sessions":
         result = {"changed": False, "sessions": result}
+    if operation == "upload":
+        result["elapsed"] = round(time.monotonic() - started, 3)
     module.exit_json(**result)

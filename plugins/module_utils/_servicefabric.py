@@ -9,8 +9,10 @@ Protocol facts: shared/protocols/servicefabric.md. What this adapter survives:
 * ``FABRIC_E_UPLOAD_SESSION_RANGE_NOT_SATISFIABLE`` on a chunk means the server's account moved (a
   retried chunk whose first attempt landed, or a concurrent sender): re-read and re-plan;
 * a 0-byte file cannot be committed through a session: it goes by whole-file PUT;
-* the session id is derived from (path, size, SHA-256), so a re-run of the same file finds its own
-  session again (resume), and a different file of the same size never resumes into it.
+* the session id is derived from the destination path and the local file's identity (device, inode,
+  size, mtime, ctime), so a re-run of the same file finds its own session again (resume), and a
+  different file, or the same file written to since, never resumes into it; the SHA-256 the module
+  returns is computed beside the upload, not before it (the Image Store checks no digest).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -183,9 +185,14 @@ class ServiceFabricClient:
         return r.status_code == 200
 
 
-def session_id_for(path, size, sha256):
-    """The session id this collection uses for uploading content ``sha256`` of ``size`` to ``path``."""
-    return str(uuid.uuid5(SESSION_NAMESPACE, "%s|%d|%s" % (normalize_path(path).lower(), size, sha256)))
+def session_id_for(path, source):
+    """The session id this collection uses for uploading ``source`` (a Source) to ``path``.
+
+    Derived from the file's identity, not its content: it is known before the first byte is read, so
+    the upload starts at once and the SHA-256 is computed while the chunks go out. A file written to
+    since gets a new ctime, hence a new id: a session never receives bytes of two versions of a file.
+    """
+    return str(uuid.uuid5(SESSION_NAMESPACE, "%s|%d|%s" % (normalize_path(path).lower(), source.size, source.fingerprint)))
 
 
 def _newer_or_same(file_modified, session_modified):
@@ -235,10 +242,10 @@ class ServiceFabric(Provider):
         if stored is _LOOK_UP:
             stored = self.api.file_info(path)
         result = {"changed": False, "path": path, "size": source.size, "bytes_sent": 0, "resumed": False,
-                  "session_id": None, "_before_size": stored["size"] if stored else None}
-        sha256 = source.digest("sha256")
-        result["sha256"] = sha256
+                  "session_id": None, "_before_size": stored["size"] if stored else None,
+                  "sha256": source.cached_digests(("sha256",)).get("sha256")}
         if stored is not None and stored["size"] == source.size and not force:
+            # the Image Store keeps no digest to compare with: the size decides, and the file is not read
             result["msg"] = "%s already holds %d bytes; nothing sent (force=true re-uploads)" % (path, source.size)
             return result
         result["changed"] = True
@@ -246,9 +253,10 @@ class ServiceFabric(Provider):
             if not self.check_mode:
                 self.api.put_file(path, b"", 0)
                 self._verify(path, 0)
+            result["sha256"] = source.digest("sha256")
             result["msg"] = "uploaded an empty file by whole-file PUT"
             return result
-        session_id = session_id_for(path, source.size, sha256)
+        session_id = session_id_for(path, source)
         result["session_id"] = session_id
         session = self.api.get_session(session_id)
         if session is not None and (not same_path(session["path"], path) or session["size"] != source.size):
@@ -257,7 +265,8 @@ class ServiceFabric(Provider):
             # Every byte is in: either a run stopped between its last chunk and the commit (commit it
             # now), or the session was committed and the file since replaced (start a fresh session).
             if not force and self._commit_and_verify(session_id, path, source.size):
-                result.update(resumed=True, msg="committed the complete session %s left by an earlier run" % session_id)
+                result.update(resumed=True, sha256=source.digest("sha256"),
+                              msg="committed the complete session %s left by an earlier run" % session_id)
                 return result
             self.api.delete_session(session_id)
             session = None
@@ -287,8 +296,10 @@ class ServiceFabric(Provider):
             self.deadline.check("uploading %s" % path)
             self.api.upload_chunk(path, session_id, start, end, source.size, lambda: src_file.reader(start, end))
 
+        digests = source.digests_in_background(("sha256",))
         transfer = Transfer(source, current_missing, send, chunk_size=self.chunk_size, parallel=self.parallel)
         result["bytes_sent"] = transfer.run()
+        result["sha256"] = digests.result()["sha256"]
         source.check_unchanged()
         self.api.commit(session_id)
         self._verify(path, source.size)

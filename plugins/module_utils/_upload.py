@@ -6,8 +6,9 @@
 * range arithmetic on inclusive ``(start, end)`` byte ranges;
 * ``plan()``: cut what the server says is missing into chunks (optionally on a fixed slice grid);
 * ``Source``: the local file, read in slices with ``os.pread`` (each worker its own window, memory
-  bounded by chunk size x parallel), digests computed in one sequential pass and cached by the
-  file's identity (device, inode, size, mtime);
+  bounded by chunk size x parallel), digests computed in one sequential pass (one thread per
+  algorithm, so two digests cost the time of the slower one) or in the background while the
+  chunks go out, and cached by the file's identity (device, inode, size, mtime, ctime);
 * ``Transfer``: drives one file to "nothing missing": ask the server what is missing, plan, send
   with a bounded worker pool, and on a conflict (the server's account changed under us: a retried
   chunk that had landed, a concurrent client) re-read and re-plan instead of failing.
@@ -25,7 +26,12 @@ import json
 import os
 import tempfile
 import threading
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+try:
+    import queue
+except ImportError:  # pragma: no cover - Python 2 is not supported, but sanity imports on it
+    import Queue as queue
 
 MiB = 1024 * 1024
 READ_BLOCK = 4 * MiB
@@ -149,17 +155,103 @@ class SourceChangedError(Exception):
     pass
 
 
+class SliceDigests:
+    """A hasher-like object giving the digest of every slice of a fixed grid, fed with the whole file in order."""
+
+    def __init__(self, algorithm, grid, size):
+        self.algorithm = algorithm
+        self.grid = grid
+        self.size = size
+        self.digests = {}
+        self._start = 0
+        self._current = hashlib.new(algorithm)
+        self._filled = 0
+
+    def update(self, data):
+        view = memoryview(data)
+        while len(view):
+            take = min(len(view), self.grid - self._filled)
+            self._current.update(view[:take])
+            self._filled += take
+            view = view[take:]
+            if self._filled == self.grid or self._start + self._filled == self.size:
+                self._close()
+
+    def _close(self):
+        end = self._start + self._filled - 1
+        self.digests[(self._start, end)] = self._current.hexdigest()
+        self._start = end + 1
+        self._current = hashlib.new(self.algorithm)
+        self._filled = 0
+
+
+def _feed(hashers, blocks):
+    """Feed every block to every hasher, each hasher in a thread of its own when there are several.
+
+    hashlib releases the GIL on large buffers, so MD5 and SHA-256 of one read run side by side on two
+    cores; the queues hold at most two blocks per hasher (memory stays a few blocks).
+    """
+    hashers = list(hashers)
+    if len(hashers) == 1:
+        for block in blocks:
+            hashers[0].update(block)
+        return
+    failures = []
+
+    def work(hasher, q):
+        while True:
+            block = q.get()
+            if block is None:
+                return
+            try:
+                hasher.update(block)
+            except Exception as exc:  # pragma: no cover - a hasher does not fail on bytes
+                failures.append(exc)
+
+    queues = [queue.Queue(maxsize=2) for _ in hashers]
+    threads = [threading.Thread(target=work, args=(h, q), name="imagestore-digest") for h, q in zip(hashers, queues)]
+    for t in threads:
+        t.daemon = True
+        t.start()
+    try:
+        for block in blocks:
+            for q in queues:
+                q.put(block)
+    finally:
+        for q in queues:
+            q.put(None)
+        for t in threads:
+            t.join()
+    if failures:  # pragma: no cover
+        raise failures[0]
+
+
 class Source:
-    """A local file to upload, with its identity fixed when the run starts."""
+    """A local file to upload, with its identity fixed when the run starts.
+
+    ``identity`` is (device, inode, size, mtime, ctime) in nanoseconds: any write to the file changes
+    its ctime, which no tool can set back (unlike mtime, which ``touch -r`` or ``rsync --inplace -t``
+    restore), so a file rewritten in place never passes for the file it was.
+    """
 
     def __init__(self, path, digest_cache=None):
         self.path = path
         st = os.stat(path)
         self.size = st.st_size
-        self.identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        self.identity = self._identity(st)
         self.cache = digest_cache
         self._digests = {}
+        self._lock = threading.Lock()
         self.digest_from_cache = False
+
+    @staticmethod
+    def _identity(st):
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+    @property
+    def fingerprint(self):
+        """A string naming this version of this file on this host (its identity)."""
+        return ":".join(str(x) for x in self.identity)
 
     def reader(self, start, end, hashers=()):
         return SliceReader(self.path, start, end, hashers=hashers)
@@ -171,45 +263,99 @@ class Source:
                 out += r.read(READ_BLOCK)
             return bytes(out)
 
+    def blocks(self, start=0, end=None):
+        """The bytes of ``[start, end]`` in READ_BLOCK pieces, in order."""
+        end = self.size - 1 if end is None else end
+        with self.reader(start, end) as r:
+            while len(r):
+                yield r.read(READ_BLOCK)
+
     def check_unchanged(self):
         """Fail when the file changed since the run began (its bytes would not match its digest)."""
-        st = os.stat(self.path)
-        if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) != self.identity:
+        if self._identity(os.stat(self.path)) != self.identity:
             raise SourceChangedError("%s changed while it was being uploaded; run again to upload the new content" % self.path)
 
-    def digests(self, algorithms=("sha256",)):
-        """Hex digests of the whole file for each algorithm, in one sequential read (cached)."""
-        wanted = [a for a in algorithms if a not in self._digests]
+    def cached_digests(self, algorithms=("sha256",)):
+        """The digests already known (computed in this run or found in the cache), without reading the file."""
+        with self._lock:
+            wanted = [a for a in algorithms if a not in self._digests]
         if wanted and self.cache is not None:
             cached = self.cache.get(self.path, self.identity)
             hits = dict((a, cached[a]) for a in wanted if a in cached)
-            if hits and len(hits) == len(wanted):
-                self.digest_from_cache = True
-            self._digests.update(hits)
-            wanted = [a for a in wanted if a not in hits]
-        if wanted:
-            hashers = [hashlib.new(a) for a in wanted]
-            with self.reader(0, self.size - 1) as r:
-                while len(r):
-                    block = r.read(READ_BLOCK)
-                    for h in hashers:
-                        h.update(block)
+            with self._lock:
+                self._digests.update(hits)
+        with self._lock:
+            return dict((a, self._digests[a]) for a in algorithms if a in self._digests)
+
+    def digests(self, algorithms=("sha256",), also=()):
+        """Hex digests of the whole file for each algorithm, in one sequential read (cached).
+
+        ``also``: more hasher-like objects (``update(bytes)``) fed with the same read when the file
+        has to be read anyway, such as a SliceDigests.
+        """
+        known = self.cached_digests(algorithms)
+        wanted = [a for a in algorithms if a not in known]
+        if not wanted:
+            self.digest_from_cache = self.cache is not None and bool(algorithms)
+            return known
+        hashers = [hashlib.new(a) for a in wanted]
+        _feed(hashers + list(also), self.blocks() if self.size else iter(()))
+        with self._lock:
             for a, h in zip(wanted, hashers):
                 self._digests[a] = h.hexdigest()
-            self.check_unchanged()
-            if self.cache is not None:
-                self.cache.put(self.path, self.identity, self._digests)
-        return dict((a, self._digests[a]) for a in algorithms)
+            found = dict(self._digests)
+        self.check_unchanged()
+        if self.cache is not None:
+            self.cache.put(self.path, self.identity, found)
+        return dict((a, found[a]) for a in algorithms)
 
     def digest(self, algorithm="sha256"):
         return self.digests((algorithm,))[algorithm]
 
+    def digests_in_background(self, algorithms=("sha256",)):
+        """Start computing digests in a thread of their own (while the chunks go out); see BackgroundDigests."""
+        return BackgroundDigests(self, algorithms)
+
+
+class BackgroundDigests:
+    """Digests computed by a background thread reading the file in order, beside the upload's own reads.
+
+    The second read of each block comes from the page cache (the workers just read it, or the hasher
+    read it first and the workers find it there), so the file is read from disk once.
+    """
+
+    def __init__(self, source, algorithms):
+        self.algorithms = tuple(algorithms)
+        self._source = source
+        self._error = None
+        self._result = source.cached_digests(self.algorithms)
+        self._thread = None
+        if len(self._result) < len(self.algorithms):
+            self._thread = threading.Thread(target=self._run, name="imagestore-background-digest")
+            self._thread.daemon = True
+            self._thread.start()
+
+    def _run(self):
+        try:
+            self._result = self._source.digests(self.algorithms)
+        except Exception as exc:
+            self._error = exc
+
+    def result(self):
+        """The digests; waits for the thread, and raises what it raised (SourceChangedError, IOError)."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            raise self._error
+        return dict(self._result)
+
 
 class DigestCache:
-    """Digests of local files keyed by (path, device, inode, size, mtime_ns), in one small JSON file.
+    """Digests of local files keyed by (path, device, inode, size, mtime_ns, ctime_ns), in one small JSON file.
 
-    A file that is rewritten gets a new mtime (or size, or inode), so its old entry no longer
-    matches and the digest is computed again. ``path=None`` disables the cache.
+    A file that is written to gets a new ctime (and usually mtime, size or inode), so its old entry no
+    longer matches and the digest is computed again. ``path=None`` disables the cache.
     """
 
     MAX_ENTRIES = 512
@@ -362,7 +508,7 @@ class Transfer:
                     pending.add(pool.submit(self._send_one, start, end, stop))
                 if not pending:
                     break
-                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)   # refill as soon as one ends: no lockstep batches
                 for future in done:
                     exc = future.exception()
                     if exc is None:

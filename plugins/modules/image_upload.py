@@ -221,11 +221,18 @@ bytes_sent:
   type: int
   sample: 104857600
 resumed:
-  description: Whether an interrupted upload of the same content was continued.
+  description:
+    - Whether an interrupted upload of the same content was continued.
+    - Service Fabric resumes a session started by a run on the same host for the same, unchanged file (same
+      device, inode, size, modification and change time).
   returned: always
   type: bool
 sha256:
-  description: SHA-256 of the source file (none for a package).
+  description:
+    - SHA-256 of the source file (none for a package), computed while the bytes go out.
+    - Service Fabric keeps no digest to compare with, so when nothing is sent (the destination already
+      holds a file of that size) the file is not read, and this is the digest cached by an earlier run for
+      the same unchanged file, or none.
   returned: always
   type: str
   sample: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
@@ -239,6 +246,13 @@ path:
   returned: when provider is servicefabric
   type: str
   sample: images/disk.vhd
+elapsed:
+  description:
+    - Seconds the module spent, from its start to the end of the verification (hashing, every request and
+      every wait included; the time Ansible takes to start the module is not).
+  returned: success
+  type: float
+  sample: 12.482
 would_send:
   description: In check mode, the bytes a real run would send.
   returned: in check mode, when something would be sent

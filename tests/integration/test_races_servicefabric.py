@@ -40,7 +40,7 @@ def test_two_runs_racing_for_one_destination(imagestore_target, imagestore_emula
         results = list(pool.map(run, range(2)))
     for result in results:
         assert not result.get("failed"), result
-    # Both runs found the same session (its id derives from path, size and SHA-256) and shared the
+    # Both runs found the same session (its id derives from the path and the file's identity) and shared the
     # work: the server accepted every byte once, whoever sent it.
     assert imagestore_emulator.stats("servicefabric")["chunk_bytes"] - before == 32 * MiB
     assert sum(r["bytes_sent"] for r in results) == 32 * MiB     # acknowledged chunks are disjoint

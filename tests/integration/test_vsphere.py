@@ -303,17 +303,18 @@ def test_resumed_ovf_sends_only_the_files_not_yet_ready(ansible, emu_peer, tmp_p
 
 
 def test_checksum_mismatch_fails_clearly_and_cleans_up(ansible, emu_peer, image):
-    """A file rewritten in place after its checksum was computed (size and mtime kept, so the digest cache
-    still vouches for it): the server verifies the declared SHA-1 against what arrives and refuses it."""
+    """A digest cache that vouches for content the file no longer holds (the file rewritten in place
+    with size and times that match the cached entry): the declared SHA-1 is stale, and the server,
+    which verifies it against what arrives, refuses the upload."""
     src, _ = image(4 * MiB, seed=38, name="changed.iso")
     item = unique("mismatch")
     cache = DigestCache(os.path.join(ansible.workdir, "digests.json"))       # where the runs' digest cache lives
-    stale_sha1 = Source(src, cache).digests(("sha1", "sha256"))["sha1"]     # what an earlier run left there
-    st = os.stat(src)
+    stale = Source(src, cache).digests(("sha1", "sha256"))                  # what an earlier run left there
+    stale_sha1 = stale["sha1"]
     with open(src, "r+b") as fh:
         fh.seek(MiB)
         fh.write(b"\xff" * 4096)
-    os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
+    cache.put(src, Source(src).identity, stale)                             # the entry now matches the rewritten file
     new_digest = sha256_file(src)
     run = ansible.run([("imagestore.upload.image_upload", emu_peer.args(src=src, item=item)),
                        ("imagestore.upload.upload_session_info", emu_peer.args(item=item)),
