@@ -226,6 +226,41 @@ def _feed(hashers, blocks):
         raise failures[0]
 
 
+class ThreadedHasher:
+    """A hasher fed from one thread and computed in another: ``update()`` queues the block (at most two
+    waiting), so a sender hashing what it sends does not wait for the digest between socket writes.
+    ``hexdigest()`` waits for the queued blocks; ``close()`` ends the thread of a hasher left unused."""
+
+    def __init__(self, hasher):
+        self._hasher = hasher
+        self._queue = queue.Queue(maxsize=2)
+        self._thread = threading.Thread(target=self._work, name="imagestore-hasher")
+        self._thread.daemon = True
+        self._thread.start()
+
+    def _work(self):
+        while True:
+            block = self._queue.get()
+            if block is None:
+                return
+            self._hasher.update(block)
+
+    def update(self, data):
+        if self._thread is None:
+            raise ValueError("update() after hexdigest() or close()")
+        self._queue.put(data)
+
+    def close(self):
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def hexdigest(self):
+        self.close()
+        return self._hasher.hexdigest()
+
+
 class Source:
     """A local file to upload, with its identity fixed when the run starts.
 

@@ -43,6 +43,7 @@ except ImportError:  # pragma: no cover - Python 2 is not supported, but sanity 
 
 from ansible_collections.imagestore.upload.plugins.module_utils._base import Provider, session_record
 from ansible_collections.imagestore.upload.plugins.module_utils._http import ApiError, ImageStoreError, TransportError
+from ansible_collections.imagestore.upload.plugins.module_utils._upload import ThreadedHasher
 
 REST = "/rest/com/vmware"
 SESSION_HEADER = "vmware-api-session-id"
@@ -903,7 +904,9 @@ class VSphere(Provider):
 
             def body():
                 meter.restart()
-                sent_sha1[:] = [hashlib.sha1()]
+                for stale in sent_sha1:
+                    stale.close()
+                sent_sha1[:] = [ThreadedHasher(hashlib.sha1())]     # hashed beside the socket writes, not between them
                 return f.source.reader(0, f.size - 1, hashers=(sent_sha1[0], meter)) if f.size else b""
             try:
                 self.api.put(info["upload_endpoint"]["uri"], f.name, body, f.size)

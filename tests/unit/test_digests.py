@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from ansible_collections.imagestore.upload.plugins.module_utils._servicefabric import session_id_for
 from ansible_collections.imagestore.upload.plugins.module_utils._upload import (
-    DigestCache, SliceDigests, Source, SourceChangedError,
+    DigestCache, SliceDigests, Source, SourceChangedError, ThreadedHasher,
 )
 
 
@@ -89,3 +89,17 @@ def test_an_in_place_rewrite_that_restores_mtime_is_still_a_new_file(tmp_path):
     assert new.digest() == hashlib.sha256(b"b" * 4096).hexdigest() != old_digest
     assert session_id_for("images/disk.img", new) != old_session
     assert session_id_for("images/other.img", new) != session_id_for("images/disk.img", new)
+
+
+def test_threaded_hasher_gives_the_digest_of_everything_fed_in_order():
+    blocks = [os.urandom(n) for n in (1, 4096, 3 * 1024 * 1024, 0, 17)]
+    threaded = ThreadedHasher(hashlib.sha1())
+    for b in blocks:
+        threaded.update(b)
+    assert threaded.hexdigest() == hashlib.sha1(b"".join(blocks)).hexdigest()
+    assert threaded.hexdigest() == hashlib.sha1(b"".join(blocks)).hexdigest()      # asked twice, same answer
+    with pytest.raises(ValueError):
+        threaded.update(b"late")
+    unused = ThreadedHasher(hashlib.sha1())
+    unused.close()
+    unused.close()
