@@ -355,6 +355,18 @@ class SliceSink:
         self.length += len(chunk)
 
 
+class PrefixDigest:
+    """MD5 of the first ``offset`` bytes of one long job's data file, advanced over the received slices 0, 1, 2...
+    while the upload goes on, so that ``_finalize`` only digests what is left. In memory only (a restarted emulator
+    digests from 0) and tied to one job incarnation: ``job`` is the job dict it was made for."""
+
+    def __init__(self, job):
+        self.job = job
+        self.md5 = hashlib.md5()
+        self.offset = 0
+        self.lock = threading.Lock()        # held by the one thread advancing it
+
+
 class ZStackAPI(ProviderAPI):
     """The ZStack management API (``/zstack/v1``) and the image-store receiver (``/imagestore/upload``)."""
 
@@ -367,6 +379,7 @@ class ZStackAPI(ProviderAPI):
         self._state_path = os.path.join(data_dir, "state.json")
         self._inflight = {}             # image uuid -> slice indexes being written now
         self._finalizing = set()        # long job uuids whose image digest is being computed
+        self._digests = {}              # long job uuid -> PrefixDigest of its data file (see _hash_prefix)
         self._stats = self._zero_stats()
         self._state = read_json(self._state_path) or self._seed()
         os.makedirs(self._images_dir(), exist_ok=True)
@@ -410,6 +423,7 @@ class ZStackAPI(ProviderAPI):
             self._state = self._seed()
             self._inflight = {}
             self._finalizing = set()
+            self._digests = {}
             self._stats = self._zero_stats()
             os.makedirs(self._images_dir(), exist_ok=True)
             self._save()
@@ -566,6 +580,7 @@ class ZStackAPI(ProviderAPI):
 
     def _finish(self, job, state, error=None):
         """Move a long job to a final state; ``error`` becomes its jobResult."""
+        self._digests.pop(job["inventory"]["uuid"], None)
         fields = {"state": state, "executeTime": max(1, int(time.time() - job["created"]))}
         if error is not None:
             fields["jobResult"] = json.dumps(error)
@@ -785,6 +800,7 @@ class ZStackAPI(ProviderAPI):
         if self._lookup_job(uuid)["inventory"]["state"] not in FINAL_STATES:
             raise ZStackError("SYS.1007", "delete longjob only when it's succeeded, canceled, or failed")
         del self._state["jobs"][uuid]
+        self._digests.pop(uuid, None)
         return {}
 
     # --------------------------------------------------------------- images
@@ -931,6 +947,7 @@ class ZStackAPI(ProviderAPI):
         if upload["total"] is None or not os.path.exists(path):
             with open(path, "wb") as fh:
                 fh.truncate(total)          # sparse: slices land at their offsets
+            self._digests.pop(job_uuid, None)       # a new file: nothing of it is digested yet
         fh = open(path, "r+b")
         upload["total"], upload["slice_size"] = total, slice_size
         upload["last_activity"] = time.time()
@@ -953,6 +970,8 @@ class ZStackAPI(ProviderAPI):
             self._state["images"][image_uuid]["actualSize"] = upload["total"]
             if self._complete(upload):
                 self._start_finalize(job_uuid, job)
+            else:
+                self._start_hashing(job_uuid, job)
         elif not upload["received"] and not inflight:
             upload["total"] = upload["slice_size"] = None      # a failed first slice fixes nothing
         self._save()
@@ -990,28 +1009,77 @@ class ZStackAPI(ProviderAPI):
             raise SliceRejected(400, "SYS.1006", "the upload of image[uuid:%s] ended while slice %d was received" % (image_uuid, index))
         return size
 
+    def _digest_of(self, job_uuid, job):
+        """Under the lock: the PrefixDigest of this incarnation of the job (never one left by an earlier job of that
+        uuid); None when the job is gone."""
+        if self._state["jobs"].get(job_uuid) is not job:
+            return None
+        digest = self._digests.get(job_uuid)
+        if digest is None or digest.job is not job:
+            digest = self._digests[job_uuid] = PrefixDigest(job)
+        return digest
+
+    def _start_hashing(self, job_uuid, job):
+        """Under the lock, a slice just recorded: a background thread digests the prefix it extended, unless one is at it
+        (that one sees the new slice: it checks the prefix under the lock before it lets go of the digest)."""
+        digest = self._digest_of(job_uuid, job)
+        if not digest.lock.locked() and self._prefix(job["upload"]) > digest.offset:
+            threading.Thread(target=self._hash_in_background, args=(job_uuid, job, digest), name="zstack-digest-" + job_uuid,
+                             daemon=True).start()
+
+    def _hash_in_background(self, job_uuid, job, digest):
+        try:
+            self._hash_prefix(job_uuid, job, digest)
+        except OSError:
+            pass            # the data file went away with its job, or _finalize meets the error again
+
+    def _hash_prefix(self, job_uuid, job, digest, final=False):
+        """Advance ``digest`` over the job's received prefix (slices 0, 1, 2... as far as they go), reading the data file
+        outside the lock, until no newly recorded slice extends it. Returns the digest; None when the job ended or,
+        unless ``final`` (``_finalize``, which waits), when another thread holds the digest."""
+        if not digest.lock.acquire(blocking=final):
+            return None
+        try:
+            while True:
+                with self._lock:
+                    current = self._digests.get(job_uuid) is digest and self._state["jobs"].get(job_uuid) is job
+                    end = self._prefix(job["upload"]) if current else 0
+                    if digest.offset >= end:
+                        digest.lock.release()       # under the lock: a slice recorded after this check starts a new thread
+                        return digest if current else None
+                with open(self._data_path(job["image_uuid"]), "rb") as fh:
+                    fh.seek(digest.offset)
+                    while digest.offset < end:
+                        block = fh.read(min(COPY_BLOCK, end - digest.offset))
+                        if not block:
+                            raise OSError("%s ends before byte %d" % (fh.name, end))
+                        digest.md5.update(block)
+                        digest.offset += len(block)
+        except BaseException:
+            digest.lock.release()
+            raise
+
     def _start_finalize(self, job_uuid, job):
         if job_uuid not in self._finalizing:
             self._finalizing.add(job_uuid)
             threading.Thread(target=self._finalize, args=(job_uuid, job), name="zstack-finalize-" + job_uuid, daemon=True).start()
 
     def _finalize(self, job_uuid, job):
-        """All bytes are in: digest the file outside the lock, then the image goes Ready and the job Succeeded."""
+        """All bytes are in: digest the rest of the file outside the lock, then the image goes Ready and the job Succeeded."""
         image_uuid = job["image_uuid"]
-        md5 = hashlib.md5()
+        with self._lock:
+            digest = self._digest_of(job_uuid, job)
         try:
-            with open(self._data_path(image_uuid), "rb") as fh:
-                for block in iter(lambda: fh.read(COPY_BLOCK), b""):
-                    md5.update(block)
+            digest = digest and self._hash_prefix(job_uuid, job, digest, final=True)
         except OSError:
-            md5 = None
+            digest = None
         with self._lock:
             self._finalizing.discard(job_uuid)
             image = self._state["images"].get(image_uuid)
-            if md5 is None or self._state["jobs"].get(job_uuid) is not job or job["inventory"]["state"] != "Running" or image is None:
+            if digest is None or self._state["jobs"].get(job_uuid) is not job or job["inventory"]["state"] != "Running" or image is None:
                 return
             size = job["upload"]["total"]
-            image.update(status="Ready", size=size, actualSize=size, md5Sum=md5.hexdigest(), lastOpDate=timestamp())
+            image.update(status="Ready", size=size, actualSize=size, md5Sum=digest.md5.hexdigest(), lastOpDate=timestamp())
             for ref in image["backupStorageRefs"]:
                 ref["status"] = "Ready"
             self._finish(job, "Succeeded")

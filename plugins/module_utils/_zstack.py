@@ -50,7 +50,9 @@ except ImportError:  # pragma: no cover - Python 2 is not supported, but sanity 
 
 from ansible_collections.imagestore.upload.plugins.module_utils._base import Provider, session_record
 from ansible_collections.imagestore.upload.plugins.module_utils._http import ApiError, ImageStoreError, TransportError
-from ansible_collections.imagestore.upload.plugins.module_utils._upload import READ_BLOCK, Conflict, Transfer, complement, normalize
+from ansible_collections.imagestore.upload.plugins.module_utils._upload import (
+    READ_BLOCK, Conflict, SliceDigests, Transfer, complement, normalize,
+)
 
 API = "/zstack/v1"
 UPLOAD_TAG = "uploadImage::"
@@ -780,7 +782,7 @@ class _SliceUpload:
     def send(self, start, end, source):
         self.provider.deadline.check("uploading image %s" % self.image_uuid)
         index = start // self.grid
-        md5 = slice_md5(source, start, end)
+        md5 = self.provider.slice_md5s.get((start, end)) or slice_md5(source, start, end)
         try:
             outcome = self.api.send_slice(self.url, self.image_uuid, source.size, index, start, end, source, md5, self.filename)
         except SliceConflict as exc:
@@ -821,6 +823,7 @@ class _SliceUpload:
 
 class ZStack(Provider):
     name = "zstack"
+    slice_md5s = {}          # (start, end) -> MD5 of that slice, from the run's one read of the file (set per run)
     own_options = ("name", "backup_storage", "format", "media_type", "platform", "image_id", "purge")
 
     def __init__(self, params, check_mode=False, warn=None):
@@ -852,7 +855,13 @@ class ZStack(Provider):
             raise ImageStoreError("src: %s is empty; ZStack cannot hold an empty image" % src)
         self._need_credentials()
         storage = resolve_backup_storage(self.api, self.params["backup_storage"])
-        digests = source.digests(("md5", "sha256"))
+        # One read gives the file's MD5 (the default image_id, and what md5Sum is checked against), its
+        # SHA-256 and the MD5 of every slice of a fresh job's grid (the X-SLICE-MD5 header precedes the
+        # body), each digest in a thread of its own; a cached MD5 and SHA-256 skip the read (slices of
+        # that run are then digested as they go out).
+        slices = SliceDigests("md5", self.chunk_size, source.size)
+        digests = source.digests(("md5", "sha256"), also=(slices,))
+        self.slice_md5s = slices.digests
         image_id = self.params.get("image_id") or digests["md5"]
         name = options["name"]
         result = {"changed": False, "session_id": None, "long_job_uuid": None, "image_uuid": None, "status": None,

@@ -4,6 +4,7 @@ import base64
 import hashlib
 import json
 import os
+import random
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -12,6 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
+from imagestore_emulator.process import EmulatorProcess
 from imagestore_emulator.testing import running_emulator
 from imagestore_emulator.zstack import BACKUP_STORAGE_UUID, sha512_hex
 
@@ -479,3 +481,93 @@ def test_state_survives_a_restart(tmp_path):
         assert wait_ready(zs, image_uuid)["md5Sum"] == image_id
         content = requests.get(info["url"] + "/_emulator/zstack/images/%s/content" % image_uuid).content
         assert hashlib.sha256(content).digest() == hashlib.sha256(data).digest()
+
+
+# ----------------------------------------------------- incremental whole-image MD5
+
+def prefix_digest(emulator, job_uuid):
+    """How many bytes of the job's data file the receiver digested while the upload goes on (0 when it has no digest),
+    once no thread is digesting."""
+    zstack = next(p for p in emulator["server"].app.providers if p.name == "zstack")
+
+    def settled():
+        digest = zstack._digests.get(job_uuid)
+        return (digest.offset if digest else 0,) if digest is None or not digest.lock.locked() else None
+    return wait_for(settled, what="the prefix digest to settle")[0]
+
+
+def test_md5_of_slices_out_of_order_and_in_parallel(emulator, zs):
+    data = os.urandom(11 * SLICE + 777)
+    job_uuid, image_uuid, url = zs.start_upload("md5-order")
+    for index in (11, 6):                                       # the short last slice, a middle one: no prefix yet
+        assert send_slice(url, image_uuid, data, index).status_code == 200
+    assert prefix_digest(emulator, job_uuid) == 0
+    assert send_slice(url, image_uuid, data, 0).status_code == 200
+    assert prefix_digest(emulator, job_uuid) == SLICE          # digested while the upload goes on
+    rest = [1, 2, 3, 4, 5, 7, 8, 9, 10]
+    random.shuffle(rest)
+    with ThreadPoolExecutor(4) as pool:
+        assert [r.status_code for r in pool.map(lambda i: send_slice(url, image_uuid, data, i), rest)] == [200] * len(rest)
+    assert wait_ready(zs, image_uuid)["md5Sum"] == hashlib.md5(data).hexdigest()
+    assert zs.longjob(job_uuid)["state"] == "Succeeded"
+
+
+def test_md5_when_a_slice_was_rejected_for_its_md5(emulator, zs):
+    data = os.urandom(4 * SLICE)
+    job_uuid, image_uuid, url = zs.start_upload("md5-rejected")
+    assert send_slice(url, image_uuid, data, 0).status_code == 200
+    # slice 1 arrives damaged (its bytes land in the data file), then slice 2 is fine: neither may be digested
+    damaged = bytes(b ^ 0xFF for b in data[SLICE:2 * SLICE])
+    claimed = {"X-SLICE-MD5": hashlib.md5(data[SLICE:2 * SLICE]).hexdigest()}
+    assert error_of(send_slice(url, image_uuid, data, 1, body=damaged, headers=claimed), 400) == "SYS.1007"
+    assert send_slice(url, image_uuid, data, 2).status_code == 200
+    assert prefix_digest(emulator, job_uuid) == SLICE
+    assert send_slice(url, image_uuid, data, 1).status_code == 200
+    assert prefix_digest(emulator, job_uuid) == 3 * SLICE
+    assert send_slice(url, image_uuid, data, 3).status_code == 200
+    assert wait_ready(zs, image_uuid)["md5Sum"] == hashlib.md5(data).hexdigest()
+
+
+def test_md5_of_a_job_uuid_used_again_after_a_cancel(emulator, zs):
+    """The digest belongs to one job: a cancelled, deleted job's uuid submitted again starts from nothing."""
+    old, new = os.urandom(3 * SLICE), os.urandom(3 * SLICE)
+    job_uuid = "ab" * 16
+
+    def start():
+        body = {"params": {"jobName": "APIAddImageMsg", "resourceUuid": job_uuid, "jobData": json.dumps(
+            {"name": "again", "url": "upload://again", "format": "raw", "backupStorageUuids": [BACKUP_STORAGE_UUID]})},
+            "systemTags": ["uploadImage::md5-again"]}
+        assert zs.call("POST", "/longjobs", json=body).status_code == 200
+        return wait_for(lambda: (lambda j: j["jobResult"] and j["targetResourceUuid"])(zs.longjob(job_uuid)), what="tracking")
+    image_uuid = start()
+    url = zs.url + "/imagestore/upload"
+    for index in (0, 1):
+        assert send_slice(url, image_uuid, old, index).status_code == 200
+    assert prefix_digest(emulator, job_uuid) == 2 * SLICE
+    assert zs.call("PUT", "/longjobs/%s/actions" % job_uuid, json={"cancelLongJob": {}}).status_code == 200
+    assert zs.call("DELETE", "/longjobs/" + job_uuid).status_code == 200
+    assert prefix_digest(emulator, job_uuid) == 0
+    image_uuid = start()
+    for index in (2, 1, 0):
+        assert send_slice(url, image_uuid, new, index).status_code == 200
+    assert wait_ready(zs, image_uuid)["md5Sum"] == hashlib.md5(new).hexdigest()
+
+
+def test_md5_after_a_restart_mid_upload(tmp_path):
+    data = os.urandom(6 * SLICE + 5)
+    emu = EmulatorProcess(tmp_path).start()
+    try:
+        zs = ZStack(emu.url, emu.credentials["zstack"])
+        zs.login()
+        job_uuid, image_uuid, url = zs.start_upload("md5-restart")
+        for index in (0, 1, 2, 5):
+            assert send_slice(url, image_uuid, data, index).status_code == 200
+        emu.restart()
+        zs = ZStack(emu.url, emu.credentials["zstack"])
+        zs.login()
+        url = zs.details("md5-restart")[0]["imageUploadUrl"]
+        for index in (4, 3, 6):
+            assert send_slice(url, image_uuid, data, index).status_code == 200
+        assert wait_ready(zs, image_uuid)["md5Sum"] == hashlib.md5(data).hexdigest()
+    finally:
+        emu.stop()
