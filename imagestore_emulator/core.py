@@ -14,6 +14,7 @@ to Content-Length, so a provider can stream a multi-gigabyte chunk straight to d
 
 import json
 import os
+import queue
 import shutil
 import socket
 import ssl
@@ -27,6 +28,35 @@ from imagestore_emulator.faults import FaultError, Faults
 
 COPY_BLOCK = 1024 * 1024
 MAX_JSON_BODY = 16 * 1024 * 1024
+
+
+class PipelinedDigests:
+    """Hashers fed by a thread of their own, so that a handler receiving a body does not hash between its
+    socket reads (the copy and the digest run on two cores). ``update()`` takes bytes the caller will not
+    reuse (at most four pieces wait); ``close()`` waits until every piece is digested."""
+
+    def __init__(self, hashers):
+        self.hashers = list(hashers)
+        self._queue = queue.Queue(maxsize=4)
+        self._thread = threading.Thread(target=self._work, name="emulator-digest", daemon=True)
+        self._thread.start()
+
+    def _work(self):
+        while True:
+            piece = self._queue.get()
+            if piece is None:
+                return
+            for hasher in self.hashers:
+                hasher.update(piece)
+
+    def update(self, data):
+        self._queue.put(data)
+
+    def close(self):
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
 
 
 class BodyReader:
@@ -55,6 +85,20 @@ class BodyReader:
         if len(view) > self.remaining:
             view = view[:self.remaining]
         n = self._rfile.readinto(view)
+        if not n:
+            raise ConnectionError("client closed the connection before the body was complete")
+        self.remaining -= n
+        return n
+
+    def readinto1(self, buf):
+        """Like readinto, but returns after at most one read of the socket (what has arrived so far)."""
+        if self.remaining <= 0:
+            return 0
+        view = memoryview(buf)
+        if len(view) > self.remaining:
+            view = view[:self.remaining]
+        reader = getattr(self._rfile, "readinto1", self._rfile.readinto)
+        n = reader(view)
         if not n:
             raise ConnectionError("client closed the connection before the body was complete")
         self.remaining -= n

@@ -45,11 +45,11 @@ import uuid
 from datetime import datetime, timezone
 from urllib.parse import quote, unquote
 
-from imagestore_emulator.core import ProviderAPI, Response, read_json, write_json_atomic
+from imagestore_emulator.core import PipelinedDigests, ProviderAPI, Response, read_json, write_json_atomic
 
 API_SESSION_IDLE_SECONDS = 1800
 SESSION_HEADER = "vmware-api-session-id"
-PROGRESS_BLOCK = 64 * 1024     # the data endpoint publishes bytes_transferred at least this often
+PROGRESS_BLOCK = 1024 * 1024   # the data endpoint publishes bytes_transferred at least this often
 DATASTORE = {"datastore": "datastore-1", "name": "datastore1", "type": "VMFS",
              "free_space": 4 * 1024 ** 4, "capacity": 8 * 1024 ** 4}
 SEED_LIBRARY = "images"
@@ -927,19 +927,22 @@ class VSphereAPI(ProviderAPI):
     def _receive(self, body, part, hashers, session, f):
         """Copy the request body into ``part``, publishing progress as it arrives; return the byte count."""
         total = 0
-        buf = memoryview(bytearray(PROGRESS_BLOCK))
-        with open(part, "wb") as fh:
-            while body.remaining > 0:
-                n = body.readinto(buf)
-                chunk = buf[:n]
-                fh.write(chunk)
-                for hasher in hashers.values():
-                    hasher.update(chunk)
-                total += n
-                f["bytes_transferred"] = total
-                session["last_activity"] = time.time()
-                with self._stats_lock:
-                    self._stats["data_bytes"] += n
+        digests = PipelinedDigests(hashers.values())        # hashed beside the socket reads, not between them
+        try:
+            with open(part, "wb") as fh:
+                while body.remaining > 0:
+                    buf = bytearray(PROGRESS_BLOCK)         # a fresh buffer: the digest thread may still hold the last
+                    n = body.readinto1(buf)                 # what has arrived, up to PROGRESS_BLOCK
+                    chunk = memoryview(buf)[:n]
+                    fh.write(chunk)
+                    digests.update(chunk)
+                    total += n
+                    f["bytes_transferred"] = total
+                    session["last_activity"] = time.time()
+                    with self._stats_lock:
+                        self._stats["data_bytes"] += n
+        finally:
+            digests.close()
         return total
 
     def _current(self, session, f, gen):
