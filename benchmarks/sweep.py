@@ -55,6 +55,7 @@ def main(argv=None):
     size = args.size_mib * MiB
     workdir = tempfile.mkdtemp(prefix="imagestore-sweep-", dir=bench.scratch_dir({"upload": size, "rss_large": 0}))
     extra = ["--latency-ms", str(args.latency_ms)] if args.latency_ms else []
+    os.makedirs(os.path.join(workdir, "emu"))
     emulator = EmulatorProcess(os.path.join(workdir, "emu"), extra_args=extra).start()
     try:
         src = os.path.join(workdir, "src.img")
