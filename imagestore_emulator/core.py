@@ -79,25 +79,18 @@ class BodyReader:
         return data
 
     def readinto(self, buf):
-        if self.remaining <= 0:
-            return 0
-        view = memoryview(buf)
-        if len(view) > self.remaining:
-            view = view[:self.remaining]
-        n = self._rfile.readinto(view)
-        if not n:
-            raise ConnectionError("client closed the connection before the body was complete")
-        self.remaining -= n
-        return n
+        return self._readinto(buf, self._rfile.readinto)
 
     def readinto1(self, buf):
         """Like readinto, but returns after at most one read of the socket (what has arrived so far)."""
+        return self._readinto(buf, getattr(self._rfile, "readinto1", self._rfile.readinto))
+
+    def _readinto(self, buf, reader):
         if self.remaining <= 0:
             return 0
         view = memoryview(buf)
         if len(view) > self.remaining:
             view = view[:self.remaining]
-        reader = getattr(self._rfile, "readinto1", self._rfile.readinto)
         n = reader(view)
         if not n:
             raise ConnectionError("client closed the connection before the body was complete")
