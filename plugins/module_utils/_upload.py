@@ -208,7 +208,7 @@ def _feed(hashers, blocks):
             except Exception as exc:  # pragma: no cover - a hasher does not fail on bytes
                 failures.append(exc)
 
-    queues = [queue.Queue(maxsize=2) for _ in hashers]
+    queues = [queue.Queue(maxsize=2) for dummy in hashers]
     threads = [threading.Thread(target=work, args=(h, q), name="imagestore-digest") for h, q in zip(hashers, queues)]
     for t in threads:
         t.daemon = True

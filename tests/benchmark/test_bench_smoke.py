@@ -21,7 +21,7 @@ def test_bench_runs_for_every_provider_and_reports_every_figure(tmp_path, collec
     env["PYTHONPATH"] = os.pathsep.join(p for p in (collections_path, env.get("PYTHONPATH")) if p)
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "bench.py"), "--scale", "0.015625", "--runs", "1",
                            "--json", str(out), "--workdir", str(tmp_path / "work")],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, timeout=600)
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr.decode()[-3000:]
     report = json.loads(out.read_text())
     assert [r["provider"] for r in report["results"]] == ["servicefabric", "vsphere", "zstack"]
