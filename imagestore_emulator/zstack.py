@@ -949,10 +949,12 @@ class ZStackAPI(ProviderAPI):
                 fh.truncate(total)          # sparse: slices land at their offsets
             self._digests.pop(job_uuid, None)       # a new file: nothing of it is digested yet
         fh = open(path, "r+b")
+        fixed = upload["total"] is None
         upload["total"], upload["slice_size"] = total, slice_size
         upload["last_activity"] = time.time()
         inflight.add(index)
-        self._save()
+        if fixed:
+            self._save()        # the first slice fixes the geometry; later ones are saved once, when recorded
         return fh, job_uuid, job
 
     def _release_slice(self, image_uuid, job_uuid, job, index, accepted):
