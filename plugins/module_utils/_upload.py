@@ -155,6 +155,11 @@ class SourceChangedError(Exception):
     pass
 
 
+def identity_text(identity):
+    """``dev:ino:size:mtime_ns:ctime_ns``: the text form of a Source's identity."""
+    return ":".join(str(x) for x in identity)
+
+
 class SliceDigests:
     """A hasher-like object giving the digest of every slice of a fixed grid, fed with the whole file in order."""
 
@@ -183,47 +188,6 @@ class SliceDigests:
         self._start = end + 1
         self._current = hashlib.new(self.algorithm)
         self._filled = 0
-
-
-def _feed(hashers, blocks):
-    """Feed every block to every hasher, each hasher in a thread of its own when there are several.
-
-    hashlib releases the GIL on large buffers, so MD5 and SHA-256 of one read run side by side on two
-    cores; the queues hold at most two blocks per hasher (memory stays a few blocks).
-    """
-    hashers = list(hashers)
-    if len(hashers) == 1:
-        for block in blocks:
-            hashers[0].update(block)
-        return
-    failures = []
-
-    def work(hasher, q):
-        while True:
-            block = q.get()
-            if block is None:
-                return
-            try:
-                hasher.update(block)
-            except Exception as exc:  # pragma: no cover - a hasher does not fail on bytes
-                failures.append(exc)
-
-    queues = [queue.Queue(maxsize=2) for dummy in hashers]
-    threads = [threading.Thread(target=work, args=(h, q), name="imagestore-digest") for h, q in zip(hashers, queues)]
-    for t in threads:
-        t.daemon = True
-        t.start()
-    try:
-        for block in blocks:
-            for q in queues:
-                q.put(block)
-    finally:
-        for q in queues:
-            q.put(None)
-        for t in threads:
-            t.join()
-    if failures:  # pragma: no cover
-        raise failures[0]
 
 
 class ThreadedHasher:
@@ -261,6 +225,27 @@ class ThreadedHasher:
         return self._hasher.hexdigest()
 
 
+def _feed(hashers, blocks):
+    """Feed every block to every hasher, each hasher in a thread of its own when there are several.
+
+    hashlib releases the GIL on large buffers, so MD5 and SHA-256 of one read run side by side on two
+    cores; each hasher's queue holds at most two blocks (memory stays a few blocks).
+    """
+    hashers = list(hashers)
+    if len(hashers) == 1:
+        for block in blocks:
+            hashers[0].update(block)
+        return
+    threaded = [ThreadedHasher(h) for h in hashers]
+    try:
+        for block in blocks:
+            for t in threaded:
+                t.update(block)
+    finally:
+        for t in threaded:
+            t.close()
+
+
 class Source:
     """A local file to upload, with its identity fixed when the run starts.
 
@@ -277,7 +262,12 @@ class Source:
         self.cache = digest_cache
         self._digests = {}
         self._lock = threading.Lock()
-        self.digest_from_cache = False
+        self._cache_read = False
+        self.from_cache = set()         # the algorithms whose digest the cache gave (not computed by this run)
+
+    @property
+    def digest_from_cache(self):
+        return bool(self.from_cache)
 
     @staticmethod
     def _identity(st):
@@ -286,17 +276,13 @@ class Source:
     @property
     def fingerprint(self):
         """A string naming this version of this file on this host (its identity)."""
-        return ":".join(str(x) for x in self.identity)
+        return identity_text(self.identity)
 
     def reader(self, start, end, hashers=()):
         return SliceReader(self.path, start, end, hashers=hashers)
 
     def read(self, start, end):
-        with self.reader(start, end) as r:
-            out = bytearray()
-            while len(r):
-                out += r.read(READ_BLOCK)
-            return bytes(out)
+        return b"".join(self.blocks(start, end))
 
     def blocks(self, start=0, end=None):
         """The bytes of ``[start, end]`` in READ_BLOCK pieces, in order."""
@@ -313,12 +299,15 @@ class Source:
     def cached_digests(self, algorithms=("sha256",)):
         """The digests already known (computed in this run or found in the cache), without reading the file."""
         with self._lock:
-            wanted = [a for a in algorithms if a not in self._digests]
-        if wanted and self.cache is not None:
+            read = self._cache_read or self.cache is None
+            self._cache_read = True
+        if not read:                    # once per Source: its identity, hence its cache entry, is fixed
             cached = self.cache.get(self.path, self.identity)
-            hits = dict((a, cached[a]) for a in wanted if a in cached)
             with self._lock:
-                self._digests.update(hits)
+                for a, value in cached.items():
+                    if a not in self._digests:
+                        self._digests[a] = value
+                        self.from_cache.add(a)
         with self._lock:
             return dict((a, self._digests[a]) for a in algorithms if a in self._digests)
 
@@ -331,7 +320,6 @@ class Source:
         known = self.cached_digests(algorithms)
         wanted = [a for a in algorithms if a not in known]
         if not wanted:
-            self.digest_from_cache = self.cache is not None and bool(algorithms)
             return known
         hashers = [hashlib.new(a) for a in wanted]
         _feed(hashers + list(also), self.blocks() if self.size else iter(()))
@@ -409,7 +397,7 @@ class DigestCache:
 
     @staticmethod
     def _key(path, identity):
-        return "%s|%s" % (os.path.abspath(path), ":".join(str(x) for x in identity))
+        return "%s|%s" % (os.path.abspath(path), identity_text(identity))
 
     def _load(self):
         try:

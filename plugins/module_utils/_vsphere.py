@@ -909,7 +909,7 @@ class VSphere(Provider):
                 # A SHA-1 computed by this run is checked by the identity check after the transfer (any write
                 # moves the file's ctime); one taken from the digest cache is checked against the bytes sent,
                 # hashed beside the socket writes rather than between them.
-                sent_sha1[:] = [ThreadedHasher(hashlib.sha1())] if f.source.digest_from_cache else []
+                sent_sha1[:] = [ThreadedHasher(hashlib.sha1())] if "sha1" in f.source.from_cache else []
                 return f.source.reader(0, f.size - 1, hashers=tuple(sent_sha1) + (meter,)) if f.size else b""
             try:
                 self.api.put(info["upload_endpoint"]["uri"], f.name, body, f.size)

@@ -51,7 +51,7 @@ except ImportError:  # pragma: no cover - Python 2 is not supported, but sanity 
 from ansible_collections.imagestore.upload.plugins.module_utils._base import Provider, session_record
 from ansible_collections.imagestore.upload.plugins.module_utils._http import ApiError, ImageStoreError, TransportError
 from ansible_collections.imagestore.upload.plugins.module_utils._upload import (
-    READ_BLOCK, Conflict, SliceDigests, Transfer, complement, normalize,
+    Conflict, SliceDigests, Transfer, complement, normalize,
 )
 
 API = "/zstack/v1"
@@ -244,9 +244,8 @@ def resume_slice_size(chunk_size, offset, size):
 def slice_md5(source, start, end):
     """MD5 of bytes [start, end] of the file, in one pass over that slice (it is not kept in memory)."""
     digest = hashlib.md5()
-    with source.reader(start, end) as reader:
-        while len(reader):
-            digest.update(reader.read(READ_BLOCK))
+    for block in source.blocks(start, end):
+        digest.update(block)
     return digest.hexdigest()
 
 
@@ -726,8 +725,9 @@ def resolve_backup_storage(api, wanted):
 class _SliceUpload:
     """Sends what a Running upload job is missing, slice by slice, through the engine's Transfer."""
 
-    def __init__(self, provider, source, image_id, job_uuid, image_uuid, url, offset, filename):
+    def __init__(self, provider, source, image_id, job_uuid, image_uuid, url, offset, filename, slice_md5s=None):
         self.provider = provider
+        self.slice_md5s = slice_md5s or {}      # (start, end) -> MD5, from the run's one read of the file
         self.api = provider.api
         self.source = source
         self.image_id = image_id
@@ -782,7 +782,7 @@ class _SliceUpload:
     def send(self, start, end, source):
         self.provider.deadline.check("uploading image %s" % self.image_uuid)
         index = start // self.grid
-        md5 = self.provider.slice_md5s.get((start, end)) or slice_md5(source, start, end)
+        md5 = self.slice_md5s.get((start, end)) or slice_md5(source, start, end)
         try:
             outcome = self.api.send_slice(self.url, self.image_uuid, source.size, index, start, end, source, md5, self.filename)
         except SliceConflict as exc:
@@ -823,7 +823,6 @@ class _SliceUpload:
 
 class ZStack(Provider):
     name = "zstack"
-    slice_md5s = {}          # (start, end) -> MD5 of that slice, from the run's one read of the file (set per run)
     own_options = ("name", "backup_storage", "format", "media_type", "platform", "image_id", "purge")
 
     def __init__(self, params, check_mode=False, warn=None):
@@ -861,7 +860,6 @@ class ZStack(Provider):
         # that run are then digested as they go out).
         slices = SliceDigests("md5", self.chunk_size, source.size)
         digests = source.digests(("md5", "sha256"), also=(slices,))
-        self.slice_md5s = slices.digests
         image_id = self.params.get("image_id") or digests["md5"]
         name = options["name"]
         result = {"changed": False, "session_id": None, "long_job_uuid": None, "image_uuid": None, "status": None,
@@ -906,7 +904,7 @@ class ZStack(Provider):
         result.update(self._identify(image_uuid, job_uuid, detail.get("longJobState")))
         result["destination"]["image_uuid"] = image_uuid
         sender = _SliceUpload(self, source, image_id, job_uuid, image_uuid, detail.get("imageUploadUrl"),
-                              parse_offset(detail.get("offset")), multipart_filename(src))
+                              parse_offset(detail.get("offset")), multipart_filename(src), slices.digests)
         sender.run(slice_size)
         source.check_unchanged()
         image = self.api.wait_ready(image_uuid, job_uuid)[0]
