@@ -146,20 +146,24 @@ def plain_put(emulator, src, name):
     return time.monotonic() - start
 
 
-def peak_rss_mib(args, workdir, cache):
-    """Run the module directly (AnsiballZ's payload, without the wrapper) and return its peak RSS."""
+def module_invocation(args, workdir, cache):
+    """argv and environment running image_upload with ``args`` as AnsiballZ runs it, without Ansible."""
     argfile = os.path.join(workdir, "args.json")
     with open(argfile, "w") as fh:
         json.dump({"ANSIBLE_MODULE_ARGS": args}, fh)
     env = dict(os.environ, IMAGESTORE_DIGEST_CACHE=cache)
     if os.environ.get("BENCH_COLLECTIONS_PATH"):
         env["PYTHONPATH"] = os.environ["BENCH_COLLECTIONS_PATH"]
+    return [sys.executable, "-m", "ansible_collections.imagestore.upload.plugins.modules.image_upload", argfile], env
+
+
+def peak_rss_mib(args, workdir, cache):
+    """Run the module directly (AnsiballZ's payload, without the wrapper) and return its peak RSS."""
+    argv, env = module_invocation(args, workdir, cache)
     wrapper = ("import resource, subprocess, sys; p = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE); "
                "sys.stderr.write(p.stdout.decode()[-400:] if p.returncode else ''); "
                "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
-    out = subprocess.run([sys.executable, "-c", wrapper, sys.executable, "-m",
-                          "ansible_collections.imagestore.upload.plugins.modules.image_upload", argfile],
-                         stdout=subprocess.PIPE, env=env, check=True)
+    out = subprocess.run([sys.executable, "-c", wrapper] + argv, stdout=subprocess.PIPE, env=env, check=True)
     return int(out.stdout.decode().split()[-1]) / 1024.0
 
 

@@ -29,15 +29,8 @@ MiB = 1024 * 1024
 
 
 def run_module(args, workdir):
-    argfile = os.path.join(workdir, "args.json")
-    with open(argfile, "w") as fh:
-        json.dump({"ANSIBLE_MODULE_ARGS": args}, fh)
-    env = dict(os.environ, IMAGESTORE_DIGEST_CACHE="")
-    if os.environ.get("BENCH_COLLECTIONS_PATH"):
-        env["PYTHONPATH"] = os.environ["BENCH_COLLECTIONS_PATH"]
-    out = subprocess.run([sys.executable, "-m", "ansible_collections.imagestore.upload.plugins.modules.image_upload", argfile],
-                         stdout=subprocess.PIPE, env=env)
-    result = json.loads(out.stdout.decode())
+    argv, env = bench.module_invocation(args, workdir, "")
+    result = json.loads(subprocess.run(argv, stdout=subprocess.PIPE, env=env, check=False).stdout.decode())
     if result.get("failed"):
         raise RuntimeError(result.get("msg"))
     return result
