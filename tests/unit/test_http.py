@@ -1,9 +1,7 @@
 """The HTTP layer against a scripted local server: retries, Retry-After, error mapping."""
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -22,47 +20,21 @@ class Script:
 
 
 @pytest.fixture
-def scripted():
-    servers = []
-
+def scripted(http_server):
     def start(answers):
         script = Script(answers)
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+        def respond(method, path, headers, body):
+            script.seen.append((method, path, body))
+            script.times.append(time.monotonic())
+            status, extra, out = script.answers.pop(0) if len(script.answers) > 1 else script.answers[0]
+            if status == "drop":
+                return None
+            return status, extra, json.dumps(out).encode() if isinstance(out, (dict, list)) else (out or b"")
 
-            def log_message(self, *a):
-                pass
+        return http_server(respond), script
 
-            def _any(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                script.seen.append((self.command, self.path, body))
-                script.times.append(time.monotonic())
-                status, headers, out = script.answers.pop(0) if len(script.answers) > 1 else script.answers[0]
-                if status == "drop":
-                    self.close_connection = True
-                    self.connection.close()
-                    return
-                data = json.dumps(out).encode() if isinstance(out, (dict, list)) else (out or b"")
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_PUT = do_POST = do_DELETE = _any
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return "http://127.0.0.1:%d" % server.server_address[1], script
-
-    yield start
-    for s in servers:
-        s.shutdown()
-        s.server_close()
+    return start
 
 
 def client(url, **kw):

@@ -2,9 +2,7 @@
 vcsim's bare and empty answers), the style probe, re-login on 401, the keep-alive thread, and the pure helpers."""
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -38,46 +36,22 @@ class Script:
 
 
 @pytest.fixture
-def server():
-    servers = []
-
+def server(http_server):
     def start(routes):
         script = Script(routes)
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+        def respond(method, path, headers, body):
+            script.seen.append(Seen(method, path, headers, body))
+            answers = script.routes.get((method, path.split("?")[0])) or [(404, b"404 page not found\n", "text/plain; charset=utf-8")]
+            answer = answers.pop(0) if len(answers) > 1 else answers[0]
+            status, out = answer[0], answer[1]
+            ctype = answer[2] if len(answer) > 2 else "application/json"
+            return status, {"Content-Type": ctype}, json.dumps(out).encode() if not isinstance(out, bytes) else out
 
-            def log_message(self, *args):
-                pass
-
-            def _any(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                path = self.path.split("?")[0]
-                script.seen.append(Seen(self.command, self.path, dict(self.headers), body))
-                answers = script.routes.get((self.command, path)) or [(404, b"404 page not found\n", "text/plain; charset=utf-8")]
-                answer = answers.pop(0) if len(answers) > 1 else answers[0]
-                status, out = answer[0], answer[1]
-                ctype = answer[2] if len(answer) > 2 else "application/json"
-                data = json.dumps(out).encode() if not isinstance(out, bytes) else out
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_PUT = do_POST = do_DELETE = do_PATCH = _any
-
-        srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-        servers.append(srv)
-        script.url = "http://127.0.0.1:%d" % srv.server_address[1]
+        script.url = http_server(respond)
         return script
 
-    yield start
-    for srv in servers:
-        srv.shutdown()
-        srv.server_close()
+    return start
 
 
 def client(url, style="auto", user="admin", password="secret"):

@@ -4,8 +4,6 @@ import email
 import hashlib
 import json
 import os
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
@@ -142,53 +140,26 @@ def test_image_options_refused(params, message):
 class Server:
     """Answers from a list of (status, body) in order; records (method, path, headers, body)."""
 
-    def __init__(self, answers):
+    def __init__(self, answers, http_server):
         self.answers = list(answers)
         self.seen = []
-        server = self
+        self.url = http_server(self._respond)
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def _any(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                server.seen.append((self.command, self.path, dict(self.headers), body))
-                status, out = server.answers.pop(0)
-                data = json.dumps(out).encode() if isinstance(out, dict) else out
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_PUT = do_POST = do_DELETE = _any
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = "http://127.0.0.1:%d" % self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    def _respond(self, method, path, headers, body):
+        self.seen.append((method, path, headers, body))
+        status, out = self.answers.pop(0)
+        return status, {}, json.dumps(out).encode() if isinstance(out, dict) else out
 
 
 @pytest.fixture
-def scripted():
-    servers = []
-
+def scripted(http_server):
     def start(answers):
-        server = Server(answers)
-        servers.append(server)
+        server = Server(answers, http_server)
         api = ZStackClient(HttpClient(server.url, backoff=0.01, error_parser=parse_error), "admin", "pw", Deadline(None),
                            sleep=lambda s: None)
         return server, api
 
-    yield start
-    for server in servers:
-        server.close()
+    return start
 
 
 def login_ok(session):
