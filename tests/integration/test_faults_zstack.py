@@ -16,11 +16,6 @@ TOTALS = {"cases": 0, "fired": 0, "lost": 0}
 
 
 @pytest.fixture
-def zs(imagestore_target):
-    return imagestore_target("zstack")
-
-
-@pytest.fixture
 def emu(imagestore_emulator, zs):
     """Fault rules cleared before and after; the images the test names in ``emu.names`` removed afterwards."""
     with clean_emulator(imagestore_emulator, zs, "injects faults into the emulator") as emulator:

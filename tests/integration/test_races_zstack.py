@@ -12,11 +12,6 @@ MiB = 1024 * 1024
 
 
 @pytest.fixture
-def zs(imagestore_target):
-    return imagestore_target("zstack")
-
-
-@pytest.fixture
 def emu(imagestore_emulator, zs):
     """The emulator, fault rules cleared before and after; the images named in ``emu.names`` removed afterwards."""
     with clean_emulator(imagestore_emulator, zs, "reads the emulator's long jobs and counters") as emulator:

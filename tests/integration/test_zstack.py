@@ -17,11 +17,6 @@ MiB = 1024 * 1024
 
 
 @pytest.fixture
-def zs(imagestore_target):
-    return imagestore_target("zstack")
-
-
-@pytest.fixture
 def emu(imagestore_emulator, zs):
     if not zs.emulated:
         pytest.skip("reads the emulator's stored bytes and counters")
