@@ -10,6 +10,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -215,6 +217,19 @@ def image(tmp_path):
     return make
 
 
+def kill_mid_upload(ansible, emu, module_args, counter, threshold, poll=0.05):
+    """Run image_upload with ``module_args`` in the background, SIGKILL the emulator ``emu`` once its byte
+    counter ``counter`` (``(provider, stat name)``) reaches ``threshold``, and return the run's (result, run)."""
+    provider, stat = counter
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(ansible.module, "image_upload", module_args)
+        deadline = time.monotonic() + 60
+        while emu.stats(provider)[stat] < threshold:
+            assert time.monotonic() < deadline and not running.done(), "the upload did not get going"
+            time.sleep(poll)
+        emu.kill()
+        return running.result(timeout=120)
+
+
 def assert_no_traceback(text):
     assert "Traceback (most recent call last)" not in text, text[-4000:]
-

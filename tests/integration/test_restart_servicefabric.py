@@ -1,12 +1,10 @@
 """The emulator killed with SIGKILL mid-upload and started again on the same data: the re-run
 resumes and the result is byte-identical; committed data survives the restart."""
 
-import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.conftest import assert_no_traceback
+from tests.conftest import assert_no_traceback, kill_mid_upload
 
 MiB = 1024 * 1024
 
@@ -24,15 +22,7 @@ def args(emu, src, path):
 def test_sigkill_mid_upload_then_resume(ansible, own_emulator, image):
     src, digest = image(64 * MiB, seed=31)
     emu = own_emulator
-    pool = ThreadPoolExecutor(1)
-    playbook_run = pool.submit(ansible.module, "image_upload", args(emu, src, "restart/disk.img"))
-    deadline = time.time() + 60
-    while emu.stats("servicefabric")["chunk_bytes"] < 8 * MiB:
-        assert time.time() < deadline and not playbook_run.done(), "the upload did not get going"
-        time.sleep(0.05)
-    emu.kill()
-    first = playbook_run.result(timeout=120)[0]
-    pool.shutdown()
+    first = kill_mid_upload(ansible, emu, args(emu, src, "restart/disk.img"), ("servicefabric", "chunk_bytes"), 8 * MiB)[0]
     assert first["failed"] is True and "connect" in first["msg"], first
 
     emu.restart()

@@ -2,12 +2,10 @@
 dir: the re-run resumes the item's ACTIVE update session and the result is byte-identical; a completed item
 file survives a restart."""
 
-import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.conftest import assert_no_traceback
+from tests.conftest import assert_no_traceback, kill_mid_upload
 
 MiB = 1024 * 1024
 SIZE = 128 * MiB           # the emulator takes about 0.3 s for it: time to see the PUT going and kill the server
@@ -31,14 +29,7 @@ def sessions(emu):
 def test_sigkill_mid_put_then_the_rerun_resumes_the_session(ansible, own_emulator, image):
     src, digest = image(SIZE, seed=41, name="big.iso")
     emu = own_emulator
-    with ThreadPoolExecutor(1) as pool:
-        first = pool.submit(ansible.module, "image_upload", args(emu, src, "restart"))
-        deadline = time.monotonic() + 60
-        while emu.stats("vsphere")["data_bytes"] < 16 * MiB:
-            assert time.monotonic() < deadline and not first.done(), "the data PUT did not get going"
-            time.sleep(0.005)
-        emu.kill()
-        failed, run = first.result(timeout=120)
+    failed, run = kill_mid_upload(ansible, emu, args(emu, src, "restart"), ("vsphere", "data_bytes"), 16 * MiB, poll=0.005)
     assert failed["failed"] is True, run.output
     session_id = failed["session_id"]
     # the client could neither finish nor clean up: it says so, and names the cause

@@ -3,13 +3,11 @@ resumes the same long job, sends only what the receiver had not recorded, and th
 image survives a restart."""
 
 import hashlib
-import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 
-from tests.conftest import assert_no_traceback
+from tests.conftest import assert_no_traceback, kill_mid_upload
 
 MiB = 1024 * 1024
 
@@ -44,15 +42,7 @@ def test_sigkill_mid_upload_then_resume(ansible, own_emulator, image):
     size = 64 * MiB
     src, digest = image(size, seed=131, name="restart.qcow2")
     emu = own_emulator
-    pool = ThreadPoolExecutor(1)
-    first_run = pool.submit(ansible.module, "image_upload", args(emu, src, "zr-restart"))
-    deadline = time.time() + 60
-    while emu.stats("zstack")["slice_bytes"] < 8 * MiB:
-        assert time.time() < deadline and not first_run.done(), "the upload did not get going"
-        time.sleep(0.05)
-    emu.kill()
-    first = first_run.result(timeout=120)[0]
-    pool.shutdown()
+    first = kill_mid_upload(ansible, emu, args(emu, src, "zr-restart"), ("zstack", "slice_bytes"), 8 * MiB)[0]
     assert first["failed"] is True and "connect" in first["msg"], first
 
     emu.restart()
