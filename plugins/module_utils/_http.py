@@ -1,20 +1,28 @@
 # -*- coding: utf-8 -*-
 # Copyright: imagestore.upload contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""HTTP layer shared by the three adapters (private; not a public API).
+"""HTTP layer shared by every protocol (private; not a public API).
 
-One requests session per run, TLS verification on by default, optional CA bundle and client
-certificate, per-request timeouts, and a bounded retry loop with exponential backoff and jitter on
-connection errors, timeouts, 429 and 5xx (Retry-After honoured). The retry *policy* is urllib3's
-``Retry`` (backoff, jitter, Retry-After parsing, exhaustion); the loop is ours because request
-bodies are streams that have to be re-opened for each attempt.
+One requests session per run, bound to one endpoint and one ``Deadline``:
+
+* trust is exactly what the options say: ``validate_certs``/``ca_path``, else the system's CA store;
+  ``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE`` and ``.netrc`` change nothing (``trust_env`` off);
+  proxies come from the environment only while ``use_proxy`` is true, as for ``ansible.builtin.uri``;
+* redirects are never followed: a credential or session header never reaches another address;
+* connect and read time-outs, retries and backoff sleeps are cut to what is left of the deadline;
+* a refused connection before the server ever answered fails after one retry (a wrong endpoint or a
+  stopped service), unless the user asked for ``retries`` explicitly;
+* a protocol may classify an answer itself (``classify``): ZStack's 503 that carries an API error is an
+  answer, not an outage. The retry *policy* is urllib3's ``Retry`` (backoff, jitter, Retry-After).
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import time
+import base64
+import os
+import ssl
 
 try:
     import requests
@@ -26,38 +34,52 @@ except ImportError as exc:  # pragma: no cover - reported by the modules through
     HAS_REQUESTS = False
     REQUESTS_IMPORT_ERROR = exc
 
+try:
+    from urllib.parse import urlsplit
+except ImportError:  # pragma: no cover - Python 2 is not supported, but sanity imports on it
+    from urlparse import urlsplit
+
+from ansible_collections.imagestore.upload.plugins.module_utils._errors import ApiError, ImageStoreError, TransportError
+from ansible_collections.imagestore.upload.plugins.module_utils._wait import Deadline
+
 RETRY_STATUSES = frozenset([429, 500, 502, 503, 504])
+REDIRECTS = frozenset([301, 302, 303, 307, 308])
+#: classify() answers
+OK, RETRY, ERROR = "ok", "retry", "error"
+USER_AGENT = "imagestore.upload/0.2"
+DEFAULT_RETRIES = 5
 
 
-class ImageStoreError(Exception):
-    """The one error type of the client: what failed, with HTTP status and provider error code."""
-
-    def __init__(self, message, status=None, code=None, retryable=False, details=None):
-        super(ImageStoreError, self).__init__(message)
-        self.message = message
-        self.status = status
-        self.code = code
-        self.retryable = retryable
-        self.details = details or {}
-
-    def to_result(self):
-        """The keys a module adds to fail_json besides msg."""
-        result = {}
-        if self.status is not None:
-            result["status"] = self.status
-        if self.code is not None:
-            result["error_code"] = self.code
-        if self.details:
-            result.update(self.details)
-        return result
+def short(text, limit=300):
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
-class ApiError(ImageStoreError):
-    """The server answered with an error status."""
+def origin(url):
+    """scheme://host:port of a URL, without user info, path or query (safe to print)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = "[%s]" % host
+    return "%s://%s%s" % (parts.scheme, host, ":%d" % parts.port if parts.port else "")
 
 
-class TransportError(ImageStoreError):
-    """No usable answer: connection refused or reset, timeout, TLS failure."""
+def basic_auth(username, password):
+    """An Authorization header for HTTP Basic with UTF-8 credentials (requests encodes Latin-1 only)."""
+    token = base64.b64encode(("%s:%s" % (username, password)).encode("utf-8")).decode("ascii")
+    return "Basic %s" % token
+
+
+def system_trust():
+    """What ``verify`` is when no ca_path is given: the system's CA file or directory (requests' own bundle otherwise)."""
+    paths = ssl.get_default_verify_paths()
+    for candidate in (paths.cafile, paths.openssl_cafile, "/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"):
+        if candidate and os.path.isfile(candidate):
+            return candidate
+    for candidate in (paths.capath, paths.openssl_capath):
+        if candidate and os.path.isdir(candidate):
+            return candidate
+    return True
 
 
 def describe_transport_error(exc, endpoint):
@@ -68,23 +90,24 @@ def describe_transport_error(exc, endpoint):
             reason = text.rsplit("certificate verify failed:", 1)[-1].split("(_ssl", 1)[0].strip(" )'\"")
             return ("TLS certificate of %s could not be verified (%s). Set ca_path to the CA bundle that signed it, "
                     "or validate_certs=false for a test system" % (endpoint, reason or "untrusted certificate"))
-        return "TLS handshake with %s failed: %s" % (endpoint, _short(text))
+        return "TLS handshake with %s failed: %s" % (endpoint, short(text))
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return "timed out connecting to %s" % endpoint
     if isinstance(exc, requests.exceptions.ReadTimeout):
-        return "timed out waiting for an answer from %s (request_timeout)" % endpoint
+        return "timed out waiting for an answer from %s" % endpoint
     if isinstance(exc, requests.exceptions.ConnectionError):
-        if "Connection refused" in text or "NewConnectionError" in text:
+        if refused(exc):
             return "cannot connect to %s: connection refused (is the endpoint right and the service running?)" % endpoint
         if "Name or service not known" in text or "nodename nor servname" in text or "getaddrinfo" in text:
             return "cannot resolve the host of %s" % endpoint
-        return "connection to %s failed: %s" % (endpoint, _short(text))
-    return "request to %s failed: %s" % (endpoint, _short(text))
+        if "timed out" in text:
+            return "timed out talking to %s" % endpoint
+        return "connection to %s failed: %s" % (endpoint, short(text))
+    return "request to %s failed: %s" % (endpoint, short(text))
 
 
-def _short(text, limit=300):
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[:limit] + "..."
+def refused(exc):
+    return "Connection refused" in str(exc) or "[Errno 111]" in str(exc)
 
 
 def make_retry_policy(retries, backoff, backoff_max):
@@ -101,35 +124,43 @@ def make_retry_policy(retries, backoff, backoff_max):
 
 
 class HttpClient:
-    """A requests session bound to one endpoint, with the retry loop of the project.
+    """A requests session bound to one endpoint and one deadline, with the retry loop of the project.
 
-    ``error_parser(response) -> (code, message)`` is supplied by the adapter and turns the
-    provider's error body into a code and a message.
+    ``error_parser(response) -> (code, message)`` turns the provider's error body into a code and a
+    message; ``classify(response) -> OK | RETRY | ERROR | None`` (None: the default rule) lets a
+    protocol decide whether an answer is worth repeating.
     """
 
     def __init__(self, endpoint, validate_certs=True, ca_path=None, client_cert=None, client_key=None,
-                 timeout=60, retries=5, backoff=0.5, backoff_max=30.0, pool_size=8, error_parser=None,
-                 sleep=time.sleep):
+                 timeout=60, retries=None, backoff=0.5, backoff_max=30.0, pool_size=8, error_parser=None,
+                 classify=None, deadline=None, use_proxy=True):
         if not HAS_REQUESTS:
             raise ImageStoreError("the Python library requests is required: %s" % REQUESTS_IMPORT_ERROR)
         self.endpoint = endpoint.rstrip("/")
+        self.origin = origin(self.endpoint)
         self.timeout = timeout
-        self.error_parser = error_parser or (lambda response: (None, response.text[:500]))
-        self._sleep = sleep
-        self.retry_policy = make_retry_policy(retries, backoff, backoff_max)
+        self.deadline = deadline or Deadline()
+        self.error_parser = error_parser or (lambda response: (None, short(response.text or "")))
+        self.classify = classify or (lambda response: None)
+        self.explicit_retries = retries is not None
+        self.retries = DEFAULT_RETRIES if retries is None else retries
+        self.retry_policy = make_retry_policy(self.retries, backoff, backoff_max)
         self.session = requests.Session()
+        self.session.trust_env = False      # no CA bundle, .netrc or proxy from the environment behind the options' back
+        self.use_proxy = use_proxy
         adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(2, pool_size), max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
-        # Given on every request, not only on the session: requests lets REQUESTS_CA_BUNDLE and
-        # CURL_CA_BUNDLE override a session-level verify (so ca_path and validate_certs=false would be ignored).
-        self.verify = ca_path if (validate_certs and ca_path) else bool(validate_certs)
-        self.session.verify = self.verify
+        if not validate_certs:
+            self.verify = False
+        else:
+            self.verify = ca_path or system_trust()
         if client_cert:
             self.session.cert = (client_cert, client_key) if client_key else client_cert
-        self.session.headers["User-Agent"] = "imagestore.upload/0.1"
+        self.session.headers["User-Agent"] = USER_AGENT
         self.attempts = 0
         self.retried = 0
+        self.answered = 0          # answers received in this run (a refused connection after one is a restart, not a typo)
 
     def url(self, path):
         if path.startswith("http://") or path.startswith("https://"):
@@ -139,58 +170,82 @@ class HttpClient:
     def close(self):
         self.session.close()
 
+    def request_timeout(self):
+        """The read time-out of the next request: ``request_timeout`` cut to what is left of the deadline."""
+        return self.deadline.bound(self.timeout)
+
     def request(self, method, path, expect=(200,), body=None, retry=True, idempotent=True, timeout=None,
-                what=None, **kwargs):
+                what=None, same_origin=True, **kwargs):
         """Send one request, retrying what is safe to retry; return the response.
 
         ``expect``: statuses that count as success (others raise ApiError).
         ``body``: bytes, or a callable returning a fresh file-like/bytes for each attempt.
         ``idempotent=False``: an attempt whose request may have reached the server is not repeated
-        (only refusals such as 429/503 and connection failures before sending are retried).
+        (only refusals such as 429/503 and connections that never opened are retried).
         ``what``: a few words naming the operation, used in error messages.
+        ``same_origin=False``: the URL may be on another host (an upload URL the API gave, such as ZStack's image
+        store); the caller then sends no credential with it.
         """
         url = self.url(path)
+        if same_origin and origin(url) != self.origin:
+            raise ApiError("%s: the server sent this run to %s, another address than the endpoint %s; it is not followed "
+                           "(credentials and session tokens are never sent elsewhere)" % (what or method, origin(url), self.origin))
         what = what or "%s %s" % (method, path.split("?")[0])
         policy = self.retry_policy if retry else self.retry_policy.new(total=0)
-        kwargs.setdefault("timeout", self._timeouts(timeout))
+        kwargs["allow_redirects"] = False
         kwargs.setdefault("verify", self.verify)
+        if self.use_proxy and "proxies" not in kwargs:
+            kwargs["proxies"] = requests.utils.get_environ_proxies(url)
+        fixed_timeout = timeout
         while True:
+            self.deadline.check(what)
+            read = self.deadline.bound(fixed_timeout or self.timeout)
+            kwargs["timeout"] = (min(15.0, read), read)
             data = body() if callable(body) else body
             self.attempts += 1
             try:
                 response = self.session.request(method, url, data=data, **kwargs)
             except requests.exceptions.RequestException as exc:
-                retryable = self._retryable_error(exc, idempotent)
-                if not retryable:
-                    raise TransportError("%s: %s" % (what, describe_transport_error(exc, self.endpoint)), retryable=False)
-                policy = self._next(policy, method, url, error=exc, what=what,
-                                    message=describe_transport_error(exc, self.endpoint))
-                self._sleep(policy.get_backoff_time())
+                message = describe_transport_error(exc, self.endpoint)
+                if self.deadline.expired():
+                    raise self.deadline.error("%s (%s)" % (what, message))
+                if not self._retryable_error(exc, idempotent):
+                    raise TransportError("%s: %s" % (what, message), retryable=True)
+                if refused(exc) and not self.answered and not self.explicit_retries:
+                    policy = self._next(policy.new(total=min(1, policy.total)), method, url, error=exc, what=what, message=message)
+                else:
+                    policy = self._next(policy, method, url, error=exc, what=what, message=message)
+                self.deadline.sleep(policy.get_backoff_time(), what)
                 continue
             finally:
                 if hasattr(data, "close"):
                     data.close()
-            if response.status_code in expect:
+            self.answered += 1
+            verdict = self.classify(response)
+            if verdict == OK or (verdict is None and response.status_code in expect):
                 return response
             code, message = self._parse_error(response)
             text = "HTTP %d%s%s" % (response.status_code, " %s" % code if code else "", ": %s" % message if message else "")
-            if response.status_code in RETRY_STATUSES and (idempotent or response.status_code in (429, 503)):
+            if response.status_code in REDIRECTS:
+                target = response.headers.get("Location") or "?"
+                raise ApiError("%s failed: the server redirects it (HTTP %d) to %s, which is not followed; give the endpoint "
+                               "the server expects" % (what, response.status_code, origin(self.url(target)) if "://" in target else target),
+                               status=response.status_code)
+            again = verdict == RETRY or (verdict is None and response.status_code in RETRY_STATUSES
+                                         and (idempotent or response.status_code in (429, 503)))
+            if again:
                 policy = self._next(policy, method, url, response=response, what=what, message=text,
                                     status=response.status_code, code=code)
-                self._sleep(self._retry_delay(policy, response))
+                self.deadline.sleep(self._retry_delay(policy, response), what)
                 continue
             raise ApiError("%s failed: %s" % (what, text), status=response.status_code, code=code,
                            retryable=response.status_code in RETRY_STATUSES)
-
-    def _timeouts(self, timeout):
-        read = timeout or self.timeout
-        return (min(15.0, read), read)
 
     @staticmethod
     def _retryable_error(exc, idempotent):
         if isinstance(exc, requests.exceptions.SSLError):
             return False          # a certificate problem does not get better by asking again
-        if isinstance(exc, (requests.exceptions.ConnectTimeout,)):
+        if isinstance(exc, requests.exceptions.ConnectTimeout):
             return True
         if isinstance(exc, requests.exceptions.ConnectionError) and "NewConnectionError" in repr(exc):
             return True           # nothing was sent
@@ -205,32 +260,39 @@ class HttpClient:
             return policy.increment(method=method, url=url, response=getattr(response, "raw", None),
                                     error=_PolicyError(message) if error is not None else None)
         except Exception:  # urllib3's MaxRetryError: the budget is spent
-            tries = self.attempts_for(policy) + 1
+            tries = len(policy.history) + 1
             raise (TransportError if error is not None else ApiError)(
-                "%s failed after %d attempts: %s" % (what, tries, message), status=status, code=code, retryable=True)
+                "%s failed after %d attempt%s: %s" % (what, tries, "" if tries == 1 else "s", message),
+                status=status, code=code, retryable=True)
 
     @staticmethod
-    def attempts_for(policy):
-        return len(policy.history)
-
-    def _retry_delay(self, policy, response):
-        retry_after = None
+    def _retry_delay(policy, response):
         header = response.headers.get("Retry-After")
         if header and response.status_code in (429, 503):
             try:
                 retry_after = policy.parse_retry_after(header)
+                return min(max(retry_after, 0.0), getattr(policy, "backoff_max", None) or policy.BACKOFF_MAX)
             except Exception:
-                retry_after = None
-        backoff = policy.get_backoff_time()
-        if retry_after is not None:
-            return min(max(retry_after, 0.0), getattr(policy, "backoff_max", None) or policy.BACKOFF_MAX)
-        return backoff
+                pass
+        return policy.get_backoff_time()
 
     def _parse_error(self, response):
         try:
             return self.error_parser(response)
         except Exception:
-            return None, _short(response.text or "")
+            return None, short(response.text or "")
+
+    @staticmethod
+    def json(response, what):
+        """The JSON body of an answer; an answer that is not JSON (an HTML error page, a proxy's text) names the request,
+        the server and what came back instead of a decoder's message."""
+        try:
+            return response.json()
+        except ValueError:
+            kind = response.headers.get("Content-Type") or "no content type"
+            text = short((response.content or b"")[:200].decode("utf-8", "replace"), 120)
+            raise ApiError("%s: %s answered HTTP %d with %s instead of JSON: %r" % (
+                what, origin(response.url or ""), response.status_code, kind, text), status=response.status_code)
 
 
 class _PolicyError(Exception):

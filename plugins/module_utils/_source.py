@@ -1,0 +1,375 @@
+# -*- coding: utf-8 -*-
+# Copyright: imagestore.upload contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The local file to upload (private): what may be uploaded, its identity, its bytes and its digests.
+
+* ``open_source()`` decides once, for every provider, which kinds of file upload: a regular file, or a
+  block device (its whole size: disk images live on LVM volumes); a character device, a FIFO or a
+  socket is refused with a message naming its kind (they have no size, so uploading one would store a
+  0-byte or endless file over what the store holds).
+* ``Source`` fixes the file's identity when the run starts: (device, inode, size, mtime, ctime) in
+  nanoseconds. Any write changes the ctime, which no tool can set back, so a file rewritten in place
+  never passes for the file it was. Its bytes are read with ``os.pread`` in windows (memory stays
+  bounded by chunk size x parallel); digests come from one read, several algorithms side by side, or
+  in the background while the bytes go out, and are cached by identity (never for a block device,
+  whose content can change without its metadata).
+* ``checksum`` (``sha256:<hex>``): a digest the user declares is used for identity at once (no pass
+  before the first byte) and verified against the bytes actually read before the commit.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import hashlib
+import json
+import os
+import stat
+import tempfile
+import threading
+
+from ansible_collections.imagestore.upload.plugins.module_utils._errors import LocalFileError, SourceChangedError, VerificationError
+from ansible_collections.imagestore.upload.plugins.module_utils._hashing import feed
+
+MiB = 1024 * 1024
+READ_BLOCK = 4 * MiB
+KINDS = ((stat.S_ISCHR, "a character device"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+         (stat.S_ISDIR, "a directory"))
+
+
+def file_kind(mode):
+    """'regular', 'block', or the words naming another kind ('a FIFO (named pipe)', ...)."""
+    if stat.S_ISREG(mode):
+        return "regular"
+    if stat.S_ISBLK(mode):
+        return "block"
+    for test, words in KINDS:
+        if test(mode):
+            return words
+    return "a special file"
+
+
+def check_local(path, option="src", directory_ok=False):
+    """Fail clearly when ``path`` cannot be uploaded; return its kind ('regular', 'block', 'directory')."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        if not os.path.lexists(path):
+            raise LocalFileError("%s: %s does not exist on the host running the module" % (option, path))
+        raise LocalFileError("%s: %s cannot be read: %s" % (option, path, exc.strerror or exc))
+    kind = file_kind(st.st_mode)
+    if kind == "a directory":
+        if directory_ok:
+            return "directory"
+        raise LocalFileError("%s: %s is a directory; this provider uploads one file (give the image file)" % (option, path))
+    if kind not in ("regular", "block"):
+        raise LocalFileError("%s: %s is %s; upload a regular file or a block device (whose whole size is sent)"
+                             % (option, path, kind))
+    if not os.access(path, os.R_OK):
+        raise LocalFileError("%s: %s is not readable by the user running the module" % (option, path))
+    return kind
+
+
+def identity_text(identity):
+    """``dev:ino:size:mtime_ns:ctime_ns``: the text form of a Source's identity."""
+    return ":".join(str(x) for x in identity)
+
+
+def parse_checksum(value, option="checksum"):
+    """``sha256:<hex>`` (also ``sha1:``, ``md5:``, ``sha512:``) -> (algorithm, hex), as ansible.builtin.get_url takes it."""
+    text = str(value or "").strip()
+    algorithm, _sep, digest = text.partition(":")
+    algorithm = algorithm.lower().replace("-", "")
+    sizes = {"md5": 32, "sha1": 40, "sha256": 64, "sha512": 128}
+    digest = digest.strip().lower()
+    if algorithm not in sizes or len(digest) != sizes[algorithm] or any(c not in "0123456789abcdef" for c in digest):
+        raise LocalFileError("%s %r is not a checksum: give <algorithm>:<hex digest>, e.g. sha256:%s (algorithms: md5, sha1, "
+                             "sha256, sha512)" % (option, text[:80], "0" * 64))
+    return algorithm, digest
+
+
+class SliceReader:
+    """File-like view of ``[start, end]`` of a file, for streaming one request body.
+
+    ``read(n)`` returns up to ``max(n, block)`` bytes: http.client asks for 8-16 KiB at a time and
+    sends what it gets, so this makes its socket writes large. ``check()`` runs before every read (the
+    deadline), ``hashers`` see every byte read.
+    """
+
+    def __init__(self, path, start, end, block=READ_BLOCK, hashers=(), check=None):
+        self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        self._path = path
+        self._pos = start
+        self._end = end
+        self._block = block
+        self._hashers = hashers
+        self._check = check
+        self.len = end - start + 1
+
+    def __len__(self):
+        return max(0, self._end - self._pos + 1)
+
+    def read(self, size=-1):
+        remaining = self._end - self._pos + 1
+        if remaining <= 0:
+            return b""
+        if self._check is not None:
+            self._check()
+        want = remaining if size is None or size < 0 else min(remaining, max(size, self._block))
+        data = os.pread(self._fd, want, self._pos)
+        if not data:
+            raise SourceChangedError("%s became shorter while it was being uploaded; run again to upload its current content"
+                                     % self._path)
+        self._pos += len(data)
+        for hasher in self._hashers:
+            hasher.update(data)
+        return data
+
+    def close(self):
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Source:
+    """A local file (or block device) to upload, with its identity fixed when the run starts."""
+
+    def __init__(self, path, digest_cache=None, check=None, declared=None):
+        self.path = path
+        st = os.stat(path)
+        self.kind = file_kind(st.st_mode)
+        if self.kind == "block":
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                self.size = os.lseek(fd, 0, os.SEEK_END)
+            finally:
+                os.close(fd)
+            digest_cache = None          # a device's content changes without its metadata: never trust a cached digest
+        else:
+            self.size = st.st_size
+        self.identity = self._identity(st, self.size)
+        self.cache = digest_cache
+        self._check = check
+        self._digests = {}
+        self._lock = threading.Lock()
+        self._cache_read = False
+        self.from_cache = set()         # the algorithms whose digest the cache gave (not computed by this run)
+        self.declared = dict(declared or {})    # algorithm -> hex the user declared (checksum option): verified later
+
+    @staticmethod
+    def _identity(st, size):
+        return (st.st_dev, st.st_ino, size, st.st_mtime_ns, st.st_ctime_ns)
+
+    @property
+    def fingerprint(self):
+        """A string naming this version of this file on this host (its identity)."""
+        return identity_text(self.identity)
+
+    def check(self, doing):
+        if self._check is not None:
+            self._check(doing)
+
+    def reader(self, start, end, hashers=()):
+        check = None
+        if self._check is not None:
+            def check():
+                self._check("sending %s" % self.path)
+        return SliceReader(self.path, start, end, hashers=hashers, check=check)
+
+    def read(self, start, end):
+        return b"".join(self.blocks(start, end))
+
+    def blocks(self, start=0, end=None):
+        """The bytes of ``[start, end]`` in READ_BLOCK pieces, in order."""
+        end = self.size - 1 if end is None else end
+        with self.reader(start, end) as r:
+            while len(r):
+                yield r.read(READ_BLOCK)
+
+    def changed(self):
+        """True when the file is no longer the one the run started with."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return True
+        return self._identity(st, self.size if self.kind == "block" else st.st_size) != self.identity
+
+    def check_unchanged(self):
+        """Fail when the file changed since the run began (its bytes would not match its digest)."""
+        if self.changed():
+            raise SourceChangedError("%s changed while it was being uploaded; run again to upload the new content" % self.path)
+
+    def cached_digests(self, algorithms=("sha256",)):
+        """The digests already known (computed in this run or found in the cache), without reading the file."""
+        with self._lock:
+            read = self._cache_read or self.cache is None
+            self._cache_read = True
+        if not read:                    # once per Source: its identity, hence its cache entry, is fixed
+            cached = self.cache.get(self.path, self.identity)
+            with self._lock:
+                for a, value in cached.items():
+                    if a not in self._digests:
+                        self._digests[a] = value
+                        self.from_cache.add(a)
+        with self._lock:
+            return dict((a, self._digests[a]) for a in algorithms if a in self._digests)
+
+    def known(self, algorithms=("sha256",)):
+        """Digests for identity without reading: computed, cached, or declared by the user."""
+        found = dict((a, v) for a, v in self.declared.items() if a in algorithms)
+        found.update(self.cached_digests(algorithms))
+        return found
+
+    def identity_digests(self, algorithms=("sha256",), also=()):
+        """Digests that name the content (resume keys, comparisons): declared ones are taken as given (and verified
+        after the transfer), the others computed in one read (or cached)."""
+        known = self.known(algorithms)
+        wanted = [a for a in algorithms if a not in known]
+        if wanted or also:
+            known.update(self.digests(wanted, also=also))
+        return dict((a, known[a]) for a in algorithms)
+
+    def digests(self, algorithms=("sha256",), also=()):
+        """Hex digests of the whole file for each algorithm, in one sequential read (cached).
+
+        ``also``: more hasher-like objects (``update(bytes)``) fed with the same read when the file
+        has to be read anyway, such as a SliceDigests.
+        """
+        known = self.cached_digests(algorithms)
+        wanted = [a for a in algorithms if a not in known]
+        if not wanted and not also:
+            return known
+        hashers = [hashlib.new(a) for a in wanted]
+        doing = "computing the %s of %s" % ("/".join(a.upper() for a in wanted) or "slice digests", self.path)
+        blocks = self._checked_blocks(doing) if self.size else iter(())
+        feed(hashers + list(also), blocks)
+        with self._lock:
+            for a, h in zip(wanted, hashers):
+                self._digests[a] = h.hexdigest()
+                self.from_cache.discard(a)
+            found = dict(self._digests)
+        self.check_unchanged()
+        if self.cache is not None:
+            self.cache.put(self.path, self.identity, found)
+        return dict((a, found[a]) for a in algorithms)
+
+    def _checked_blocks(self, doing):
+        for block in self.blocks():
+            self.check(doing)
+            yield block
+
+    def digest(self, algorithm="sha256"):
+        return self.digests((algorithm,))[algorithm]
+
+    def digests_in_background(self, algorithms=("sha256",)):
+        """Start computing digests in a thread of their own (while the chunks go out); see BackgroundDigests."""
+        return BackgroundDigests(self, algorithms)
+
+    def verify_declared(self):
+        """Compare what the user declared with the digests of the bytes read; VerificationError on a difference."""
+        for algorithm, declared in sorted(self.declared.items()):
+            actual = self.digests((algorithm,))[algorithm]
+            if actual != declared:
+                raise VerificationError("checksum: %s of %s is %s, not the declared %s; nothing was committed (the store keeps "
+                                        "what it held)" % (algorithm, self.path, actual, declared))
+
+
+class BackgroundDigests:
+    """Digests computed by a background thread reading the file in order, beside the upload's own reads.
+
+    The second read of each block comes from the page cache (the workers just read it, or the hasher
+    read it first and the workers find it there), so the file is read from disk once.
+    """
+
+    def __init__(self, source, algorithms):
+        self.algorithms = tuple(algorithms)
+        self._source = source
+        self._error = None
+        self._result = source.cached_digests(self.algorithms)
+        self._thread = None
+        if len(self._result) < len(self.algorithms):
+            self._thread = threading.Thread(target=self._run, name="imagestore-background-digest")
+            self._thread.daemon = True
+            self._thread.start()
+
+    def _run(self):
+        try:
+            self._result = self._source.digests(self.algorithms)
+        except Exception as exc:
+            self._error = exc
+
+    def result(self):
+        """The digests; waits for the thread, and raises what it raised (SourceChangedError, IOError)."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            raise self._error
+        return dict(self._result)
+
+
+class DigestCache:
+    """Digests of local files keyed by (path, device, inode, size, mtime_ns, ctime_ns), in one small JSON file.
+
+    A file that is written to gets a new ctime (and usually mtime, size or inode), so its old entry no
+    longer matches and the digest is computed again. ``path=None`` disables the cache.
+    """
+
+    MAX_ENTRIES = 512
+
+    def __init__(self, path):
+        self.path = path
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def default_path():
+        override = os.environ.get("IMAGESTORE_DIGEST_CACHE")
+        if override is not None:
+            return override or None
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        return os.path.join(base, "imagestore-upload", "digests.json")
+
+    @staticmethod
+    def _key(path, identity):
+        return "%s|%s" % (os.path.abspath(path), identity_text(identity))
+
+    def _load(self):
+        try:
+            with open(self.path) as fh:
+                data = json.load(fh)
+            return data if isinstance(data, dict) else {}
+        except (OSError, IOError, ValueError):
+            return {}
+
+    def get(self, path, identity):
+        if not self.path:
+            return {}
+        return dict(self._load().get(self._key(path, identity), {}))
+
+    def put(self, path, identity, digests):
+        if not self.path:
+            return
+        with self._lock:
+            try:
+                data = self._load()
+                prefix = os.path.abspath(path) + "|"
+                for key in [k for k in data if k.startswith(prefix)]:
+                    del data[key]          # older versions of the same file
+                data[self._key(path, identity)] = dict(digests)
+                while len(data) > self.MAX_ENTRIES:
+                    data.pop(next(iter(data)))
+                folder = os.path.dirname(self.path)
+                if folder and not os.path.isdir(folder):
+                    os.makedirs(folder, mode=0o700)
+                fd, tmp = tempfile.mkstemp(dir=folder or ".", prefix=".digests.")
+                with os.fdopen(fd, "w") as fh:
+                    json.dump(data, fh)
+                os.replace(tmp, self.path)
+            except (OSError, IOError):
+                pass               # a cache that cannot be written only costs a re-read next time
