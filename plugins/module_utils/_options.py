@@ -142,11 +142,19 @@ def endpoint_secrets(text):
     return [s for s in set([userinfo] + userinfo.split(":", 1)) if s]
 
 
+def _default(registry, option):
+    for cls in registry.values():
+        for group in (cls.options, cls.selectors, cls.absent_options):
+            if option in group:
+                return group[option].get("default")
+    return None
+
+
 def validate(params, registry, owners, operation):
     """Check what the argument spec cannot express; raise BadInput naming the option."""
     provider = params["provider"]
     cls = registry[provider]
-    foreign = sorted(o for o, who in owners.items() if provider not in who and params.get(o) not in (None, False, ""))
+    foreign = sorted(o for o, who in owners.items() if provider not in who and params.get(o) not in (None, "", _default(registry, o)))
     if foreign:
         mine = sorted(o for o, who in owners.items() if provider in who)
         raise BadInput("%s %s: %s; provider %s takes %s" % (
@@ -182,7 +190,7 @@ def _validate_upload(params, cls, provider):
     if not MIN_CHUNK <= size <= MAX_CHUNK:
         raise BadInput("chunk_size %s is out of range: give between 64KiB and 4GiB (default 16MiB)" % params["chunk_size"])
     params["chunk_size"] = size
-    if not 1 <= (params.get("parallel") or 4) <= MAX_PARALLEL:
+    if not 1 <= (4 if params.get("parallel") is None else params["parallel"]) <= MAX_PARALLEL:
         raise BadInput("parallel must be between 1 and %d, got %d" % (MAX_PARALLEL, params["parallel"]))
     if params.get("checksum"):
         parse_checksum(params["checksum"])

@@ -7,4 +7,25 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-PROVIDERS = {}
+from ansible_collections.imagestore.upload.plugins.module_utils._legacy import bridge
+from ansible_collections.imagestore.upload.plugins.module_utils._servicefabric import ServiceFabric as _OldServiceFabric
+from ansible_collections.imagestore.upload.plugins.module_utils._vsphere import VSphere as _OldVSphere
+from ansible_collections.imagestore.upload.plugins.module_utils._zstack import ZStack as _OldZStack
+
+_STR = dict(type="str")
+
+PROVIDERS = {
+    "servicefabric": bridge(_OldServiceFabric, {"path": _STR}, ("path",), {"path": _STR}, ("path",)),
+    "vsphere": bridge(_OldVSphere, {"library": _STR, "item": _STR, "file_name": _STR,
+                                    "keep_session_on_failure": dict(type="bool", default=False),
+                                    "api_style": dict(type="str", default="auto", choices=["auto", "api", "rest"])},
+                      ("library", "item"), {"library": _STR, "item": _STR,
+                                            "api_style": dict(type="str", default="auto", choices=["auto", "api", "rest"])},
+                      ("library", "item")),
+    "zstack": bridge(_OldZStack, {"name": _STR, "backup_storage": _STR, "format": _STR,
+                                  "media_type": dict(type="str", choices=["RootVolumeTemplate", "ISO", "DataVolumeTemplate"]),
+                                  "platform": dict(type="str", choices=["Linux", "Windows", "Other", "Paravirtualization", "WindowsVirtio"]),
+                                  "image_id": _STR},
+                     ("name", "backup_storage"), {"image_id": _STR}, ("image_id",),
+                     absent_options={"purge": dict(type="bool", default=False)}),
+}

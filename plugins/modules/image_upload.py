@@ -335,14 +335,11 @@ markers:
   elements: str
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.imagestore.upload.plugins.module_utils._providers import UPLOAD_REQUIRED_IF, run_module, upload_spec
+from ansible_collections.imagestore.upload.plugins.module_utils._runner import run_module
 
 
 def main():
-    module = AnsibleModule(argument_spec=upload_spec(), required_if=UPLOAD_REQUIRED_IF, supports_check_mode=True)
-    run_module(module, "upload")
+    run_module("upload")
 
 
 if __name__ == "__main__":

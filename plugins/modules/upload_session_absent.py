@@ -68,16 +68,11 @@ purged:
   elements: str
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.imagestore.upload.plugins.module_utils._providers import SESSION_MUTUALLY_EXCLUSIVE, run_module, session_spec
+from ansible_collections.imagestore.upload.plugins.module_utils._runner import run_module
 
 
 def main():
-    spec = session_spec(dict(purge=dict(type="bool", default=False)))
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True,
-                           mutually_exclusive=SESSION_MUTUALLY_EXCLUSIVE)
-    run_module(module, "absent")
+    run_module("absent")
 
 
 if __name__ == "__main__":

@@ -136,15 +136,11 @@ sessions:
       returned: when provider is zstack and the job has one
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.imagestore.upload.plugins.module_utils._providers import SESSION_MUTUALLY_EXCLUSIVE, run_module, session_spec
+from ansible_collections.imagestore.upload.plugins.module_utils._runner import run_module
 
 
 def main():
-    module = AnsibleModule(argument_spec=session_spec(), supports_check_mode=True,
-                           mutually_exclusive=SESSION_MUTUALLY_EXCLUSIVE)
-    run_module(module, "sessions")
+    run_module("sessions")
 
 
 if __name__ == "__main__":
