@@ -25,8 +25,15 @@ import os
 import ssl
 
 try:
+    import http.client as http_client
+except ImportError:  # pragma: no cover - Python 2 is not supported, but sanity imports on it
+    import httplib as http_client
+
+try:
     import requests
     from requests.adapters import HTTPAdapter
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
     from urllib3.util.retry import Retry
     HAS_REQUESTS = True
     REQUESTS_IMPORT_ERROR = None
@@ -123,17 +130,63 @@ def make_retry_policy(retries, backoff, backoff_max):
         return policy
 
 
+def warm_adapter(path, threshold, **kwargs):
+    """An HTTPAdapter whose connections carry a small ``GET path`` before their first body larger than ``threshold``.
+
+    Gateways that ask for the client certificate by renegotiating TLS after a request arrives (HTTP.sys, under
+    Service Fabric's HTTP gateway on Windows) fail a large first body on a fresh connection (403, or a hang); a
+    small request first lets the renegotiation happen while nothing is in flight. A connection that reconnects
+    is fresh again.
+    """
+
+    class WarmMixin(object):
+        _imagestore_warm = False
+
+        def connect(self):
+            self._imagestore_warm = False
+            return super(WarmMixin, self).connect()
+
+        def request(self, method, url, body=None, headers=None, **kw):
+            length = 0
+            for key, value in (headers or {}).items():
+                if key.lower() == "content-length":
+                    length = int(value or 0)
+            if not self._imagestore_warm and length > threshold:
+                http_client.HTTPConnection.request(self, "GET", path, headers={"User-Agent": USER_AGENT})
+                answer = http_client.HTTPConnection.getresponse(self)
+                answer.read()
+                answer.close()
+            self._imagestore_warm = True
+            return super(WarmMixin, self).request(method, url, body=body, headers=headers, **kw)
+
+    class WarmHTTPConnection(WarmMixin, HTTPConnection):
+        pass
+
+    class WarmHTTPSConnection(WarmMixin, HTTPSConnection):
+        pass
+
+    class WarmHTTPPool(HTTPConnectionPool):
+        ConnectionCls = WarmHTTPConnection
+
+    class WarmHTTPSPool(HTTPSConnectionPool):
+        ConnectionCls = WarmHTTPSConnection
+
+    adapter = HTTPAdapter(**kwargs)
+    adapter.poolmanager.pool_classes_by_scheme = {"http": WarmHTTPPool, "https": WarmHTTPSPool}
+    return adapter
+
+
 class HttpClient:
     """A requests session bound to one endpoint and one deadline, with the retry loop of the project.
 
     ``error_parser(response) -> (code, message)`` turns the provider's error body into a code and a
     message; ``classify(response) -> OK | RETRY | ERROR | None`` (None: the default rule) lets a
-    protocol decide whether an answer is worth repeating.
+    protocol decide whether an answer is worth repeating; ``warm_up=(path, threshold)``: see warm_adapter.
     """
 
     def __init__(self, endpoint, validate_certs=True, ca_path=None, client_cert=None, client_key=None,
                  timeout=60, retries=None, backoff=0.5, backoff_max=30.0, pool_size=8, error_parser=None,
-                 classify=None, deadline=None, use_proxy=True):
+                 classify=None, deadline=None, use_proxy=True, warm_up=None):
         if not HAS_REQUESTS:
             raise ImageStoreError("the Python library requests is required: %s" % REQUESTS_IMPORT_ERROR)
         self.endpoint = endpoint.rstrip("/")
@@ -148,7 +201,8 @@ class HttpClient:
         self.session = requests.Session()
         self.session.trust_env = False      # no CA bundle, .netrc or proxy from the environment behind the options' back
         self.use_proxy = use_proxy
-        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(2, pool_size), max_retries=0)
+        pool = dict(pool_connections=2, pool_maxsize=max(2, pool_size), max_retries=0)
+        adapter = warm_adapter(warm_up[0], warm_up[1], **pool) if warm_up else HTTPAdapter(**pool)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         if not validate_certs:

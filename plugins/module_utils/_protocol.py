@@ -200,6 +200,9 @@ class Protocol:
     selectors = {}
     #: options of upload_session_absent only (argument spec entries)
     absent_options = {}
+    #: (path, threshold): with a client certificate, every connection carries ``GET path`` before its first body larger
+    #: than threshold bytes (gateways that renegotiate TLS for the certificate; see _http.warm_adapter)
+    warm_up = None
 
     def __init__(self, ctx):
         self.ctx = ctx

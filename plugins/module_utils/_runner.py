@@ -68,7 +68,8 @@ def connect(params, cls, check_mode=False, warn=None):
                       client_cert=params.get("client_cert"), client_key=params.get("client_key"),
                       timeout=params.get("request_timeout") or 60, retries=params.get("retries"),
                       pool_size=max(parallel * 2, 8) + 2, error_parser=cls.parse_error, classify=cls.classify,
-                      deadline=deadline, use_proxy=params.get("use_proxy", True))
+                      deadline=deadline, use_proxy=params.get("use_proxy", True),
+                      warm_up=cls.warm_up if params.get("client_cert") else None)
     return cls(Context(params, http, deadline, check_mode=check_mode, warn=warn))
 
 
