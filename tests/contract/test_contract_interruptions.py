@@ -1,0 +1,47 @@
+"""Interrupted uploads resume, from this host or from a copy of the file on another one, for every provider.
+
+The module process itself is killed (Ansible runs it in a session of its own: killing ansible-playbook
+would leave it running), in the middle of a transfer slowed by a proxy; the re-run runs from a copy of
+the file (a new inode, no digest cache), as on another host or in a fresh AWX container.
+"""
+
+import os
+import threading
+import time
+
+from fieldkit.procs import kill_matching, marker_env, new_run_marker, wait_until
+from fieldkit.proxy import FaultProxy
+from kit import MiB
+
+
+def test_resume_after_the_module_process_is_killed_from_a_copy_of_the_file(contract, profile, store):
+    size, chunk = 12 * MiB + 77, MiB
+    src, digest = contract.image(size, seed=11)
+    run_marker = new_run_marker()
+    with FaultProxy("127.0.0.1", store.port, chunk=16384) as proxy:
+        proxy.set_latency(0.004)                         # ~4 MB/s: the kill lands mid-transfer
+        outcome = {}
+
+        def first_run():
+            outcome["result"], outcome["run"] = contract.upload(src, "killed", endpoint=proxy.url(), chunk_size="1MiB",
+                                                                parallel=2, env=marker_env(run_marker))
+        runner = threading.Thread(target=first_run)
+        runner.start()
+        try:
+            wait_until(lambda: proxy.stats()["bytes_up"] >= size // 3, timeout=120,
+                       message="the first run did not get a third of the file across")
+            report = kill_matching(marker="AnsiballZ_image_upload", env=run_marker, scope="tree")
+            assert report.killed and not report.survivors, report
+        finally:
+            runner.join(120)
+    assert outcome["result"].get("failed"), outcome["run"].output[-2000:]
+    received = contract.received()
+    assert 0 < received < size
+    copy = contract.copy(src)
+    os.utime(copy, (time.time() + 10, time.time() + 10))
+    result, run = contract.upload(copy, "killed", chunk_size="1MiB")
+    assert result["changed"] and result["resumed"], run.output[-3000:]
+    missing = size - received
+    assert missing <= result["bytes_sent"] <= missing + profile.unit(chunk, size) + chunk, (result["bytes_sent"], missing)
+    assert contract.stored("killed", result) == digest
+    assert contract.open_sessions("killed", result) == 0
