@@ -78,12 +78,16 @@ def basic_auth(username, password):
 
 
 def system_trust():
-    """What ``verify`` is when no ca_path is given: the system's CA file or directory (requests' own bundle otherwise)."""
+    """What ``verify`` is when no ca_path is given: the system's CA file or directory (requests' own bundle otherwise).
+
+    OpenSSL's compiled-in locations and the distributions' usual ones; never SSL_CERT_FILE or SSL_CERT_DIR, which
+    would let the environment decide whom the module trusts."""
     paths = ssl.get_default_verify_paths()
-    for candidate in (paths.cafile, paths.openssl_cafile, "/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"):
+    for candidate in ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem",
+                      paths.openssl_cafile):
         if candidate and os.path.isfile(candidate):
             return candidate
-    for candidate in (paths.capath, paths.openssl_capath):
+    for candidate in ("/etc/ssl/certs", paths.openssl_capath):
         if candidate and os.path.isdir(candidate):
             return candidate
     return True
