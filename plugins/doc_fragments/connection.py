@@ -53,12 +53,20 @@ options:
     default: true
   ca_path:
     description:
-      - PEM bundle of the certificate authorities that sign the server's certificate.
+      - PEM bundle of the certificate authorities that sign the server's certificate. Without it the system's
+        CA store is used; E(REQUESTS_CA_BUNDLE), E(CURL_CA_BUNDLE) and E(SSL_CERT_FILE) are ignored.
       - If not set, the value of the E(IMAGESTORE_CA_PATH) environment variable is used.
     type: path
+  use_proxy:
+    description:
+      - Use the proxy named by E(https_proxy), E(http_proxy) and E(no_proxy) in the environment, as
+        M(ansible.builtin.uri) does. V(false) connects directly.
+    type: bool
+    default: true
   request_timeout:
     description:
-      - Seconds to wait for the answer to one HTTP request (connecting takes at most 15 of them).
+      - Seconds to wait for the answer to one HTTP request (connecting takes at most 15 of them); never more than
+        what is left of O(timeout).
     type: float
     default: 60
   retries:
@@ -66,18 +74,21 @@ options:
       - How many times a failed request is tried again (connection errors, timeouts, HTTP 429 and 5xx),
         with exponential backoff and jitter; C(Retry-After) of a 429 or 503 answer is honoured.
       - Requests that may have changed something on the server are only repeated where that is safe.
+      - If not set, 5; a connection refused before the server ever answered is then tried once more only (a wrong
+        endpoint, a stopped service), so the module fails within seconds.
     type: int
-    default: 5
-  api_style:
+  timeout:
     description:
-      - vSphere only. V(api) uses the C(/api) endpoints of vCenter 7.0 and later, V(rest) the older C(/rest) ones
-        (also what vcsim serves), V(auto) probes once per run and picks C(/api) where it answers.
-    type: str
-    default: auto
-    choices: [auto, api, rest]
+      - Seconds the whole run may take (connecting, every request and retry, waits, digest passes, polls); V(0)
+        means no limit. At the limit the module fails within about two seconds, saying what it was doing; what the
+        store received is kept where a re-run can resume it.
+    type: int
+    default: 0
 notes:
   - All modules of this collection belong to the action group C(imagestore.upload.upload), so
     C(module_defaults) can set the connection options once for a whole play.
+  - Credentials never go inside O(endpoint) (C(https://user:password@host) is refused, and never printed); redirects
+    are never followed, so a credential or session token never reaches another address.
 requirements:
   - requests >= 2.25 (on the host that runs the module)
 '''

@@ -8,31 +8,16 @@ __metaclass__ = type
 
 
 class ModuleDocFragment(object):
+    # How the session modules name a session: by id, or by destination (each provider's SESSION fragment).
     DOCUMENTATION = r'''
 options:
   session_id:
     description:
       - Id of the upload session (Service Fabric session GUID, vSphere update session id, ZStack long job uuid).
+      - Give it, or the destination options of the provider (Service Fabric O(path), vSphere O(library) and O(item),
+        ZStack O(image_id)); not both.
     type: str
-  path:
-    description:
-      - Service Fabric. Image store relative path whose sessions are meant (instead of O(session_id)).
-    type: str
-  image_id:
-    description:
-      - ZStack. The upload's image id (default of M(imagestore.upload.image_upload) is the MD5 of the file), instead of O(session_id).
-    type: str
-  library:
-    description:
-      - vSphere. Name or id of the content library; with O(item), names the item's update session.
-    type: str
-  item:
-    description:
-      - vSphere. Name of the library item whose update session is meant.
-    type: str
-  timeout:
-    description:
-      - Seconds the operation may take in all (waiting for a commit to finish, for example); V(0) means no limit.
-    type: int
-    default: 0
+notes:
+  - States are the same words for every provider (V(active), V(suspended), V(complete), V(done), V(failed),
+    V(canceled), V(expired)); the server's own word is kept as RV(sessions[].raw_state).
 '''

@@ -18,16 +18,13 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
-from ansible_collections.imagestore.upload.plugins.module_utils._engine import Engine
+from ansible_collections.imagestore.upload.plugins.module_utils._driver import close, connect, execute
 from ansible_collections.imagestore.upload.plugins.module_utils._errors import DeadlineExceeded, ImageStoreError
-from ansible_collections.imagestore.upload.plugins.module_utils._http import HAS_REQUESTS, REQUESTS_IMPORT_ERROR, HttpClient
+from ansible_collections.imagestore.upload.plugins.module_utils._http import HAS_REQUESTS, REQUESTS_IMPORT_ERROR
 from ansible_collections.imagestore.upload.plugins.module_utils._options import (
     endpoint_secrets, session_spec, upload_spec, validate,
 )
-from ansible_collections.imagestore.upload.plugins.module_utils._protocol import Context
 from ansible_collections.imagestore.upload.plugins.module_utils._registry import PROVIDERS
-from ansible_collections.imagestore.upload.plugins.module_utils._sessions import SessionOps
-from ansible_collections.imagestore.upload.plugins.module_utils._wait import CLEANUP_GRACE, Deadline
 
 #: seconds past ``timeout`` after which the run is interrupted wherever it is (every wait is bounded before that)
 WATCHDOG_GRACE = 5
@@ -58,40 +55,6 @@ def make_module(operation, registry=None):
     spec, owners = module_spec(operation, registry)
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     return module, owners
-
-
-def connect(params, cls, check_mode=False, warn=None):
-    """The protocol object of one run: its deadline, its HTTP client, its context."""
-    deadline = Deadline(params.get("timeout") or None)
-    parallel = params.get("parallel") or 4
-    http = HttpClient(params["endpoint"], validate_certs=params.get("validate_certs", True), ca_path=params.get("ca_path"),
-                      client_cert=params.get("client_cert"), client_key=params.get("client_key"),
-                      timeout=params.get("request_timeout") or 60, retries=params.get("retries"),
-                      pool_size=max(parallel * 2, 8) + 2, error_parser=cls.parse_error, classify=cls.classify,
-                      deadline=deadline, use_proxy=params.get("use_proxy", True),
-                      warm_up=cls.warm_up if params.get("client_cert") else None)
-    return cls(Context(params, http, deadline, check_mode=check_mode, warn=warn))
-
-
-def execute(protocol, operation, reporter=None):
-    """Run one operation on a protocol: the result dict (raises ImageStoreError)."""
-    if getattr(protocol, "legacy", False):
-        return protocol.run_legacy(operation)
-    if operation == "upload":
-        engine = Engine(protocol, reporter=reporter)
-        return engine.absent() if protocol.ctx.params.get("state") == "absent" else engine.upload()
-    ops = SessionOps(protocol)
-    return {"sessions": ops.info, "commit": ops.commit, "absent": ops.absent}[operation]()
-
-
-def close(protocol, warn):
-    protocol.deadline.grace(CLEANUP_GRACE)
-    try:
-        protocol.close()
-    except ImageStoreError as exc:
-        warn("logging out of %s failed: %s" % (protocol.http.origin, exc.message))
-    finally:
-        protocol.http.close()
 
 
 class _Watchdog:

@@ -34,104 +34,18 @@ description:
     upload job for the same O(image_id) is resumed (a Suspended one first) and only the slices after its offset are sent.
 extends_documentation_fragment:
   - imagestore.upload.connection
-attributes:
-  check_mode:
-    support: full
-    description: Reads the store and the file, sends nothing, and says what would be sent.
-  diff_mode:
-    support: full
-    description: Shows the destination's size (or files) before and after.
-options:
-  src:
-    description:
-      - The file to upload, on the host that runs the module. For O(provider=servicefabric) a directory is also
-        accepted (an application package).
-    type: path
-    required: true
-  chunk_size:
-    description:
-      - Size of one chunk (Service Fabric) or slice (ZStack), in bytes or with a unit (V(16MiB), V(512KiB), V(1GiB)).
-      - From 64 KiB to 4 GiB. Memory used is at most O(chunk_size) times O(parallel). vSphere sends each file
-        in one streamed request and ignores it.
-    type: str
-    default: '16777216'
-  parallel:
-    description:
-      - How many chunks are sent at the same time (1 to 64).
-    type: int
-    default: 4
-  force:
-    description:
-      - Upload even when the destination already holds the same content.
-    type: bool
-    default: false
-  timeout:
-    description:
-      - Seconds the whole upload may take; V(0) means no limit. What was sent before the limit stays on the
-        server and the next run resumes from it.
-    type: int
-    default: 0
-  digest_cache:
-    description:
-      - Remember the digests of uploaded files, keyed by path, device, inode, size and modification time,
-        so that a re-run does not read an unchanged file again. A file that is rewritten gets a new
-        modification time and is read again.
-      - The cache lives in C(~/.cache/imagestore-upload/digests.json), or where E(IMAGESTORE_DIGEST_CACHE) points.
-    type: bool
-    default: true
-  path:
-    description:
-      - Service Fabric. Image store relative path of the file (or package folder), for example V(images/disk.vhd).
-        Absolute paths, C(..) segments and control characters are refused.
-    type: str
-  library:
-    description:
-      - vSphere. Name or id of the content library.
-    type: str
-  item:
-    description:
-      - vSphere. Name of the library item; created if missing.
-    type: str
-  file_name:
-    description:
-      - vSphere. Name of the file inside the item; defaults to the base name of O(src).
-    type: str
-  keep_session_on_failure:
-    description:
-      - vSphere. On a retryable failure, leave the update session ACTIVE so the next run resumes it
-        (it expires on its own when idle). Otherwise a failed session is failed, canceled and deleted.
-    type: bool
-    default: false
-  name:
-    description:
-      - ZStack. Name of the image.
-    type: str
-  backup_storage:
-    description:
-      - ZStack. Name or uuid of the backup storage.
-    type: str
-  format:
-    description:
-      - ZStack. Image format (V(qcow2), V(raw), V(iso), V(vmdk), ...). Default from the file extension.
-    type: str
-  media_type:
-    description:
-      - ZStack. Default V(ISO) for C(.iso) files, else V(RootVolumeTemplate).
-    type: str
-    choices: [RootVolumeTemplate, ISO, DataVolumeTemplate]
-  platform:
-    description:
-      - ZStack. Guest platform; default V(Linux).
-    type: str
-    choices: [Linux, Windows, Other, Paravirtualization, WindowsVirtio]
-  image_id:
-    description:
-      - ZStack. The upload's id, which finds an interrupted upload again; default the MD5 of the file.
-    type: str
+  - imagestore.upload.transfer
+  - imagestore.upload.servicefabric
+  - imagestore.upload.vsphere
+  - imagestore.upload.zstack
+  - imagestore.upload.attributes
 notes:
-  - Service Fabric has no content checksum; an existing file of the same size at O(path) counts as the same
-    content. Use O(force=true) to replace a file of the same size.
-  - vSphere. Where the server reports no checksum for a stored file (vcsim), a file of the same size counts as the same content.
+  - Idempotent by content for every provider. Service Fabric keeps no digest, so this collection keeps a record of what
+    it uploaded in the image store itself (empty marker files under C(.imagestore-upload/records/)), tied to each stored
+    file's version and modification date; a file without such a record (uploaded by another tool) is uploaded once more
+    to make one, and the result's RV(notes) says so.
+  - vSphere. Where the server reports no checksum for a stored file (vcsim), only the size can be compared; RV(compared)
+    is then V(size) and RV(notes) says so.
 seealso:
   - module: imagestore.upload.upload_session_info
   - module: imagestore.upload.upload_session_commit

@@ -19,19 +19,11 @@ description:
 extends_documentation_fragment:
   - imagestore.upload.connection
   - imagestore.upload.session
-attributes:
-  check_mode:
-    support: full
-    description: Reports what would be deleted, deletes nothing.
-  diff_mode:
-    support: none
-    description: No diff is shown.
-options:
-  purge:
-    description:
-      - ZStack. Also delete and expunge the image the canceled job was uploading.
-    type: bool
-    default: false
+  - imagestore.upload.servicefabric.SESSION
+  - imagestore.upload.vsphere.SESSION
+  - imagestore.upload.zstack.SESSION
+  - imagestore.upload.zstack.ABSENT
+  - imagestore.upload.attributes
 seealso:
   - module: imagestore.upload.upload_session_info
 author:

@@ -20,13 +20,10 @@ description:
 extends_documentation_fragment:
   - imagestore.upload.connection
   - imagestore.upload.session
-attributes:
-  check_mode:
-    support: full
-    description: Checks that the session could be committed, commits nothing.
-  diff_mode:
-    support: none
-    description: No diff is shown.
+  - imagestore.upload.servicefabric.SESSION
+  - imagestore.upload.vsphere.SESSION
+  - imagestore.upload.zstack.SESSION
+  - imagestore.upload.attributes
 seealso:
   - module: imagestore.upload.image_upload
   - module: imagestore.upload.upload_session_info

@@ -18,13 +18,10 @@ description:
 extends_documentation_fragment:
   - imagestore.upload.connection
   - imagestore.upload.session
-attributes:
-  check_mode:
-    support: full
-    description: Changes nothing in any mode.
-  diff_mode:
-    support: none
-    description: Nothing changes, so there is nothing to show.
+  - imagestore.upload.servicefabric.SESSION
+  - imagestore.upload.vsphere.SESSION
+  - imagestore.upload.zstack.SESSION
+  - imagestore.upload.attributes.INFO
 seealso:
   - module: imagestore.upload.image_upload
 author:
