@@ -51,6 +51,17 @@ class EmulatorProfile:
     name = None
     module_collection = "imagestore.upload"
 
+    def inject(self, store, *rules):
+        """Fault rules of the emulator (imagestore_emulator/faults.py) for this provider."""
+        r = store.control("POST", "faults", json={"rules": [dict({"provider": self.name}, **rule) for rule in rules]})
+        assert r.status_code == 200, r.text
+
+    def fired(self, store):
+        return store.control("GET", "faults").json()["fired"]
+
+    def clear_faults(self, store):
+        store.control("DELETE", "faults")
+
     def start(self, tmp, extra_args=()):
         data = os.path.join(str(tmp), "store-%s" % self.name)
         os.makedirs(data, exist_ok=True)
@@ -80,6 +91,10 @@ class EmulatorProfile:
 
 class ServiceFabricProfile(EmulatorProfile):
     name = "servicefabric"
+    #: the emulator's names of the operations fault rules target: sending bytes, finishing, reading the session
+    operations = {"data": "chunk", "commit": "commit", "read": "get"}
+    #: every payload byte is accepted exactly once, faults or not (ranges never re-sent once landed)
+    exactly_once = True
 
     def args(self, store, src, dest, endpoint=None, **extra):
         args = self.connection(store, endpoint)
@@ -108,6 +123,8 @@ class ServiceFabricProfile(EmulatorProfile):
 
 class VSphereProfile(EmulatorProfile):
     name = "vsphere"
+    operations = {"data": "data_put", "commit": "session_complete", "read": "session_get"}
+    exactly_once = False          # a file cut mid-transfer is sent again whole
 
     def args(self, store, src, dest, endpoint=None, **extra):
         args = self.connection(store, endpoint)
@@ -147,6 +164,8 @@ class VSphereProfile(EmulatorProfile):
 
 class ZStackProfile(EmulatorProfile):
     name = "zstack"
+    operations = {"data": "slice", "commit": None, "read": "details"}
+    exactly_once = True
 
     def args(self, store, src, dest, endpoint=None, **extra):
         args = self.connection(store, endpoint)
