@@ -45,3 +45,30 @@ def test_resume_after_the_module_process_is_killed_from_a_copy_of_the_file(contr
     assert missing <= result["bytes_sent"] <= missing + profile.unit(chunk, size) + chunk, (result["bytes_sent"], missing)
     assert contract.stored("killed", result) == digest
     assert contract.open_sessions("killed", result) == 0
+
+
+def test_the_store_killed_mid_upload_and_restarted_keeps_what_it_received(contract, profile, store):
+    size = 16 * MiB + 11
+    src, digest = contract.image(size, seed=12)
+    with FaultProxy("127.0.0.1", store.port, chunk=16384) as proxy:
+        proxy.set_latency(0.003)
+        outcome = {}
+        runner = threading.Thread(target=lambda: outcome.update(zip(("result", "run"), contract.upload(
+            src, "restarted", endpoint=proxy.url(), chunk_size="1MiB", parallel=2, retries=1, timeout=60))))
+        runner.start()
+        try:
+            wait_until(lambda: contract.received() >= size // 3, timeout=120, message="the upload did not get going")
+            store.process.kill()                                # a crash: no chance to tidy up
+        finally:
+            runner.join(120)
+    assert outcome["result"].get("failed"), outcome["run"].output[-2000:]
+    store.process.restart()
+    result, run = contract.upload(src, "restarted", chunk_size="1MiB")
+    assert result["changed"] and result["resumed"], run.output[-3000:]
+    assert result["bytes_sent"] < size or not profile.exactly_once
+    assert contract.stored("restarted", result) == digest
+    store.process.kill()
+    store.process.restart()
+    assert contract.stored("restarted", result) == digest            # committed content survives a crash
+    again, _ = contract.upload(src, "restarted")
+    assert again["changed"] is False
