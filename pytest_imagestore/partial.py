@@ -1,12 +1,15 @@
-"""Half-finished uploads made through the collection's own client, for resume and cleanup tests.
+"""Half-finished uploads made by the collection's own engine, for resume and cleanup tests.
 
-Each provider has a module ``pytest_imagestore.partial_<provider>`` with a function
-``make(target, src, fraction, chunk_size, **destination) -> (Partial, cleanup)``: it sends the
-first ``fraction`` of ``src`` into the session that ``image_upload`` would use and leaves it open;
-``cleanup()`` removes that session (and whatever it received) again.
+``PartialUploads(targets)("servicefabric", src, path="images/a.bin", fraction=0.5)`` runs the engine in a child
+process (``pytest_imagestore.partial_run``) that stops it once that fraction of ``src`` is accepted, and returns a
+``Partial`` (``session_id``, ``size``, ``bytes_sent``, ``state``, the destination options). No adapter logic is
+copied here: the session left is exactly the one an interrupted ``image_upload`` would leave and resume.
 """
 
-from ansible_collections.imagestore.upload.plugins.module_utils._http import HttpClient
+import json
+import os
+import subprocess
+import sys
 
 
 class Partial(dict):
@@ -15,12 +18,27 @@ class Partial(dict):
     __getattr__ = dict.__getitem__
 
 
-def http_for(target, error_parser=None):
-    """An HttpClient with the target's TLS settings (as the modules would make it)."""
-    o = target.options
-    return HttpClient(target.endpoint, validate_certs=o.get("validate_certs", True), ca_path=o.get("ca_path"),
-                      client_cert=o.get("client_cert"), client_key=o.get("client_key"), retries=2,
-                      error_parser=error_parser)
+def _child(action, request):
+    env = dict(os.environ)
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
+    proc = subprocess.run([sys.executable, "-m", "pytest_imagestore.partial_run", action, json.dumps(request)],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, timeout=600)
+    lines = proc.stdout.decode("utf-8", "replace").strip().splitlines()
+    try:
+        result = json.loads(lines[-1])
+    except (IndexError, ValueError):
+        raise RuntimeError("the partial upload helper said nothing usable (exit %d): %s" % (
+            proc.returncode, proc.stderr.decode("utf-8", "replace")[-2000:]))
+    if result.get("failed"):
+        raise RuntimeError("partial upload (%s) failed: %s" % (action, result["msg"]))
+    return result
+
+
+def _options(target):
+    options = dict((k, v) for k, v in target.options.items() if v is not None and k not in ("library", "backup_storage"))
+    options["endpoint"] = target.endpoint
+    return options
 
 
 class PartialUploads:
@@ -28,44 +46,37 @@ class PartialUploads:
 
     def __init__(self, targets):
         self.targets = targets
-        self._cleanups = []
+        self._made = []
 
-    def __call__(self, provider, src, fraction=0.5, chunk_size=1024 * 1024, **destination):
-        maker = MAKERS.get(provider)
-        if maker is None:
-            raise NotImplementedError("partial uploads for provider %s are not available yet" % provider)
-        partial, cleanup = maker(self.targets[provider], src, fraction, chunk_size, **destination)
-        self._cleanups.append(cleanup)
+    def __call__(self, provider, src, fraction=0.5, chunk_size=None, **destination):
+        target = self.targets[provider]
+        if provider == "vsphere":
+            destination.setdefault("library", target.options.get("library") or "images")
+        if provider == "zstack":
+            destination.setdefault("backup_storage", target.options.get("backup_storage") or "bs")
+        request = {"provider": provider, "options": _options(target), "src": os.path.abspath(src), "fraction": fraction,
+                   "chunk_size": chunk_size, "destination": destination}
+        partial = Partial(_child("make", request))
+        self._made.append((provider, target, partial["session_id"]))
         return partial
 
     def cleanup(self):
         errors = []
-        while self._cleanups:
-            fn = self._cleanups.pop()
+        while self._made:
+            provider, target, session_id = self._made.pop()
             try:
-                fn()
+                _child("remove", {"provider": provider, "options": _options(target), "session_id": session_id})
             except Exception as exc:  # keep cleaning the rest; report the first failure at the end
                 errors.append(exc)
         if errors:
             raise errors[0]
 
 
-def _makers():
-    # Imported when the plugin loads, before other plugins (pytest-ansible) install Ansible's own
-    # collection finder, which refuses imports of collections it did not load itself.
-    from pytest_imagestore import partial_servicefabric
-    makers = {"servicefabric": partial_servicefabric.make}
-    try:
-        from pytest_imagestore import partial_vsphere
-        makers["vsphere"] = partial_vsphere.make
-    except ImportError:
-        pass
-    try:
-        from pytest_imagestore import partial_zstack
-        makers["zstack"] = partial_zstack.make
-    except ImportError:
-        pass
-    return makers
-
-
-MAKERS = _makers()
+def http_for(target, error_parser=None):
+    """TEMPORARY, for fixtures_vsphere/partial_vsphere until they run through the engine: an HttpClient with the
+    target's TLS settings."""
+    from ansible_collections.imagestore.upload.plugins.module_utils._http import HttpClient
+    o = target.options
+    return HttpClient(target.endpoint, validate_certs=o.get("validate_certs", True), ca_path=o.get("ca_path"),
+                      client_cert=o.get("client_cert"), client_key=o.get("client_key"), retries=2,
+                      error_parser=error_parser)

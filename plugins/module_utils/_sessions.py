@@ -61,8 +61,9 @@ class SessionOps:
         if not open_:
             done = [s for s in sessions if s.state == DONE]
             if done:
-                return {"changed": False, "session": self.record(done[0]),
-                        "msg": "upload session %s was already committed" % done[0].id}
+                record = self.record(done[0])
+                return dict(self.p.describe(done[0]), changed=False, session=record, destination=record["destination"],
+                            msg="upload session %s was already committed" % done[0].id)
             s = sessions[0]
             raise ImageStoreError("upload session %s is %s (%s): it cannot be committed; run image_upload again to start a new "
                                   "one" % (s.id, s.state, s.raw_state), details={"session": self.record(s)})
@@ -73,10 +74,13 @@ class SessionOps:
             raise ImageStoreError("upload session %s cannot be committed: %s; run image_upload again to send %s" % (
                 s.id, ("%d bytes are missing (ranges %s)" % (total(s.missing), ranges)) if s.missing else s.extra["incomplete"],
                 "them" if s.missing else "the rest"), details={"missing_ranges": record["missing_ranges"], "session": record})
+        result = dict(self.p.describe(s), changed=True, session=record, destination=record["destination"])
         if self.check_mode:
-            return {"changed": True, "session": record, "msg": "would commit upload session %s" % s.id}
+            result["msg"] = "would commit upload session %s" % s.id
+            return result
         self.p.complete(s)
-        return {"changed": True, "session": record, "msg": "committed upload session %s" % s.id}
+        result["msg"] = "committed upload session %s" % s.id
+        return result
 
     # -- upload_session_absent --------------------------------------------------------------------
     def absent(self):

@@ -82,21 +82,28 @@ def test_force_uploads_again(ansible, sf, emu, image):
     src, digest = image(MiB, seed=6)
     args = sf.module_args(src=src, path="it/force/disk.img")
     ansible.module("image_upload", args)
-    before = chunk_bytes(emu)
+    before = stored_bytes(emu)
     result, _ = ansible.module("image_upload", dict(args, force=True))
     assert result["changed"] and result["bytes_sent"] == MiB
-    assert chunk_bytes(emu) - before == MiB
+    assert stored_bytes(emu) - before == MiB                     # a file up to chunk_size goes by one whole-file PUT
 
 
-def test_same_size_counts_as_same_content(ansible, sf, emu, image):
-    """Documented limit: Service Fabric reports no checksum, so size decides (force=true overrides)."""
+def test_a_same_size_edit_is_uploaded_and_a_file_without_record_once(ansible, sf, emu, image):
+    """The store keeps no digest: the collection's record in the store says what it holds (issue: same-size edits)."""
     a, _ = image(MiB, seed=7, name="a.img")
     b, digest_b = image(MiB, seed=8, name="b.img")
     ansible.module("image_upload", sf.module_args(src=a, path="it/samesize/disk.img"))
     result, _ = ansible.module("image_upload", sf.module_args(src=b, path="it/samesize/disk.img"))
-    assert result["changed"] is False
-    result, _ = ansible.module("image_upload", sf.module_args(src=b, path="it/samesize/disk.img", force=True))
-    assert result["changed"] and emu.stored_sha256("servicefabric", "it/samesize/disk.img") == digest_b
+    assert result["changed"] is True and result["compared"] == "sha256"
+    assert emu.stored_sha256("servicefabric", "it/samesize/disk.img") == digest_b
+    import requests
+    requests.put(emu.url + "/ImageStore/it%2Fsamesize%2Fother.img", params={"api-version": "6.0"},
+                 data=open(b, "rb").read()).raise_for_status()            # the same bytes, put there by another tool
+    other, _ = ansible.module("image_upload", sf.module_args(src=b, path="it/samesize/other.img"))
+    assert other["changed"] is True and other["compared"] == "record"
+    assert "has no record of this collection" in other["msg"] and other["notes"]
+    again, _ = ansible.module("image_upload", sf.module_args(src=b, path="it/samesize/other.img"))
+    assert again["changed"] is False
 
 
 def test_empty_file_goes_by_whole_file_put(ansible, sf, emu, tmp_path):
@@ -178,13 +185,15 @@ def test_absent_is_idempotent(ansible, sf, image, imagestore_partial_upload):
     assert second["changed"] is False and second["deleted"] == []
 
 
-def test_absent_by_path_removes_every_session_of_the_path(ansible, sf, image, imagestore_partial_upload):
+def test_a_new_upload_removes_this_collections_session_of_other_content(ansible, sf, image, imagestore_partial_upload):
     a, _ = image(MiB, seed=14, name="a.img")
     b, _ = image(MiB, seed=15, name="b.img")
-    imagestore_partial_upload("servicefabric", a, path="it/absentpath/disk.img", fraction=0.5)
-    imagestore_partial_upload("servicefabric", b, path="it/absentpath/disk.img", fraction=0.5)
+    first = imagestore_partial_upload("servicefabric", a, path="it/absentpath/disk.img", fraction=0.5)
+    second = imagestore_partial_upload("servicefabric", b, path="it/absentpath/disk.img", fraction=0.5)
+    info, _ = ansible.module("upload_session_info", sf.module_args(path="it/absentpath/disk.img"))
+    assert [s["id"] for s in info["sessions"]] == [second.session_id] != [first.session_id]
     result, _ = ansible.module("upload_session_absent", sf.module_args(path="it/absentpath/disk.img"))
-    assert result["changed"] and len(result["deleted"]) == 2
+    assert result["changed"] and result["deleted"] == [second.session_id]
     info, _ = ansible.module("upload_session_info", sf.module_args(path="it/absentpath/disk.img"))
     assert info["sessions"] == []
 
@@ -198,15 +207,18 @@ def test_absent_by_path_removes_every_session_of_the_path(ansible, sf, image, im
     ("image_upload", {"src": "/etc/hostname", "path": "../outside"},
      "path '../outside' contains a '..' segment; give a path inside the image store"),
     ("image_upload", {"src": "/etc/hostname", "path": "it/x", "parallel": 0}, "parallel must be between 1 and 64, got 0"),
-    ("image_upload", {"src": "/etc/hostname"}, "provider is servicefabric but all of the following are missing: path"),
+    ("image_upload", {"src": "/etc/hostname"}, "provider servicefabric uploads with src, path: path is missing"),
+    ("image_upload", {"src": "/etc/hostname", "library": "images", "item": "x"},
+     "options item, library: item belongs to provider vsphere; library belongs to provider vsphere; provider servicefabric "
+     "takes compress, path"),
     ("upload_session_commit", {"session_id": "4a2340e8-d8d8-497c-95fe-cdaa1052f33b"},
-     "no upload session 4a2340e8-d8d8-497c-95fe-cdaa1052f33b on the image store (it was deleted, or expired 30 minutes "
-     "after its last chunk)"),
+     "no upload session for session_id 4a2340e8-d8d8-497c-95fe-cdaa1052f33b on %(endpoint)s (it was committed and "
+     "forgotten, removed, or it expired)"),
 ])
 def test_bad_input_fails_clearly(ansible, sf, module, extra, message):
     result, run = ansible.module(module, sf.module_args(**extra))
     assert result["failed"] is True
-    assert result["msg"] == message
+    assert result["msg"] == message % {"endpoint": sf.endpoint}
     assert_no_traceback(run.output)
 
 
@@ -217,6 +229,7 @@ def test_unreachable_endpoint_fails_clearly(ansible, image):
     assert result["failed"] is True
     assert result["msg"] == ("get image store content of x/y failed after 2 attempts: cannot connect to "
                              "http://127.0.0.1:9: connection refused (is the endpoint right and the service running?)")
+    assert result["elapsed"] < 5
     assert_no_traceback(run.output)
 
 
@@ -253,8 +266,8 @@ def test_200_mib_parallel_4_then_resume_of_half(ansible, sf, emu, image, imagest
                                         chunk_size=16 * MiB)
     before = chunk_bytes(emu)
     resumed, _ = ansible.module("image_upload", sf.module_args(src=src, path="it/big/resumed.img", parallel=4))
-    assert resumed["resumed"] and resumed["bytes_sent"] == 200 * MiB - partial.bytes_sent == 100 * MiB
-    assert chunk_bytes(emu) - before == 100 * MiB
+    assert resumed["resumed"] and resumed["bytes_sent"] == 200 * MiB - partial.bytes_sent
+    assert chunk_bytes(emu) - before == 200 * MiB - partial.bytes_sent
     assert emu.stored_sha256("servicefabric", "it/big/resumed.img") == digest
 
 
@@ -264,7 +277,7 @@ def test_a_run_stopped_before_its_commit_is_finished_without_sending_again(ansib
     src, digest = image(2 * MiB, seed=19)
     imagestore_partial_upload("servicefabric", src, path="it/precommit/disk.img", fraction=1.0)
     before = chunk_bytes(emu)
-    result, run = ansible.module("image_upload", sf.module_args(src=src, path="it/precommit/disk.img"))
+    result, run = ansible.module("image_upload", sf.module_args(src=src, path="it/precommit/disk.img", chunk_size="1MiB"))
     assert result["changed"] and result["resumed"] and result["bytes_sent"] == 0, run.output
     assert chunk_bytes(emu) == before
     assert emu.stored_sha256("servicefabric", "it/precommit/disk.img") == digest

@@ -1,0 +1,124 @@
+"""The child process of ``imagestore_partial_upload``: one half-finished upload made by the collection's own engine.
+
+Run as ``python -m pytest_imagestore.partial_run make|remove '<json>'``; prints one line of JSON. A child of its own,
+so the test process never imports the collection (Ansible's collection loader, installed by pytest-ansible, must be the
+first to import it there), and so what it leaves is exactly what an interrupted ``image_upload`` leaves.
+
+``make``: the engine uploads ``src`` to the destination and is stopped, through its progress reporter, once
+``fraction`` of the bytes are accepted (``fraction=1``: every byte is in, stopped before the commit). The session
+stays as an interrupted run leaves it. ``remove``: ``upload_session_absent`` by session id (ZStack: with purge).
+"""
+
+import hashlib
+import json
+import sys
+
+
+class PartialStop(Exception):
+    """Raised by the reporter to stop the engine where a test wants the upload left."""
+
+
+class StopReporter:
+    def __init__(self, stop_after, before_commit):
+        self.stop_after = stop_after
+        self.before_commit = before_commit
+        self.sent = 0
+
+    def phase(self, text):
+        if self.before_commit and text.startswith("committing"):
+            raise PartialStop()
+
+    def start(self, total_bytes, done_bytes=0):
+        pass
+
+    def advance(self, n):
+        self.sent += n
+        if not self.before_commit and self.sent >= self.stop_after:
+            raise PartialStop()
+
+    def finish(self, result):
+        pass
+
+
+def _params(spec, values):
+    params = dict((k, v.get("default")) for k, v in spec.items())
+    params.update((k, v) for k, v in values.items() if v is not None)
+    return params
+
+
+def make(request):
+    from ansible_collections.imagestore.upload.plugins.module_utils._driver import close, connect
+    from ansible_collections.imagestore.upload.plugins.module_utils._engine import Engine
+    from ansible_collections.imagestore.upload.plugins.module_utils._options import upload_spec, validate
+    from ansible_collections.imagestore.upload.plugins.module_utils._registry import PROVIDERS
+    from ansible_collections.imagestore.upload.plugins.module_utils._sessions import SessionOps
+    from ansible_collections.imagestore.upload.plugins.module_utils._source import Source
+
+    provider, fraction = request["provider"], float(request.get("fraction", 0.5))
+    size = Source(request["src"]).size
+    target = max(1, int(size * fraction))
+    chunk = request.get("chunk_size") or (target if fraction < 1 else 1024 * 1024)
+    spec, owners = upload_spec(PROVIDERS)
+    params = _params(spec, dict(request["options"], provider=provider, src=request["src"], parallel=1, digest_cache=False,
+                                **request["destination"]))
+    validate(params, PROVIDERS, owners, "upload")
+    params["chunk_size"] = int(chunk)
+    protocol = connect(params, PROVIDERS[provider], warn=lambda message: None)
+    reporter = StopReporter(target, fraction >= 1)
+    try:
+        try:
+            Engine(protocol, reporter=reporter).upload()
+            raise RuntimeError("the upload finished before it could be stopped at %d of %d bytes" % (target, size))
+        except PartialStop:
+            pass
+        selectors = dict((o, params.get(o)) for o in PROVIDERS[provider].selector_group)
+        if provider == "zstack" and not selectors.get("image_id"):
+            selectors["image_id"] = _md5(request["src"])
+        protocol.params.update(selectors)
+        sessions = [s for s in SessionOps(protocol).info()["sessions"] if s["state"] in ("active", "suspended", "complete")]
+    finally:
+        close(protocol, lambda message: None)
+    if not sessions:
+        raise RuntimeError("no open session was left at %s" % selectors)
+    session = sessions[0]
+    return dict(provider=provider, session_id=session["id"], size=size, bytes_sent=reporter.sent, state=session["state"],
+                destination=session.get("destination") or {}, session=session, **request["destination"])
+
+
+def remove(request):
+    from ansible_collections.imagestore.upload.plugins.module_utils._driver import close, connect, execute
+    from ansible_collections.imagestore.upload.plugins.module_utils._options import session_spec
+    from ansible_collections.imagestore.upload.plugins.module_utils._registry import PROVIDERS
+
+    spec, _ = session_spec(PROVIDERS, absent=True)
+    params = _params(spec, dict(request["options"], provider=request["provider"], session_id=request["session_id"]))
+    if request["provider"] == "zstack":
+        params["purge"] = True
+    protocol = connect(params, PROVIDERS[request["provider"]], warn=lambda message: None)
+    try:
+        return execute(protocol, "absent")
+    finally:
+        close(protocol, lambda message: None)
+
+
+def _md5(path):
+    digest = hashlib.md5()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(4 * 1024 * 1024), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    action, request = argv[0], json.loads(argv[1])
+    try:
+        result = {"make": make, "remove": remove}[action](request)
+    except Exception as exc:  # the parent turns this into a test error with the message
+        result = {"failed": True, "msg": "%s: %s" % (type(exc).__name__, getattr(exc, "message", None) or exc)}
+    sys.stdout.write(json.dumps(result, default=str) + "\n")
+    return 1 if result.get("failed") else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
