@@ -226,6 +226,7 @@ class ServiceFabricAPI(Gateway, ImageStoreState, ProviderAPI):
         return Response.empty(200)
 
     def _commit_locked(self, session):
+        check_space(session.size)               # the runtime assembles the file from its chunks: it needs the room
         self._store_locked(session.data_path, session.path)
         session.committed = True
         self._stats["commits"] += 1

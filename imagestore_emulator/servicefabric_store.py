@@ -20,7 +20,7 @@ import time
 import uuid
 
 from imagestore_emulator.servicefabric_wire import INVALID_ARG, Fail, display, iso
-from imagestore_emulator.storage import check_space, read_json, write_json_atomic
+from imagestore_emulator.storage import read_json, write_json_atomic
 
 STAT_NAMES = ("chunk_requests", "chunk_bytes", "rejected_chunks", "whole_file_puts", "whole_file_bytes", "commits")
 PATH_COUNTERS = ("chunk_bodies", "chunk_bytes", "file_bodies", "file_bytes", "repeat_chunk_bodies", "repeat_chunk_bytes",
@@ -219,7 +219,6 @@ class ImageStoreState:
             if session.commit_done is not None:
                 raise Fail(400, INVALID_ARG, "session %s is being committed" % sid)
             self._drop_locked(session)     # an id may be reused once its session was committed
-        check_space()
         directory = os.path.join(self._sessions_dir, uuid.uuid4().hex)
         os.makedirs(directory)
         try:

@@ -1,9 +1,10 @@
 """State on disk: atomic JSON documents, and the full-disk condition.
 
-Every write of a provider goes through ``check_space(n)`` first (data blocks) or ``write_json_atomic``
-(documents). A real full filesystem raises ``OSError(ENOSPC)`` from the write itself; the ``enospc`` fault
-(see ``faults.py``) raises the same error from ``check_space`` for the request it fires on, after
-``bytes`` bytes were let through. ``is_disk_full(exc)`` tells either apart from any other error, so each
+Every write of stored content (chunks, files, slices, and a commit that assembles a file) calls
+``check_space(n)`` first. A real full filesystem raises ``OSError(ENOSPC)`` from any write, documents
+included; the ``enospc`` fault (see ``faults.py``) raises the same error from ``check_space`` for the
+request it fires on, once ``bytes`` bytes were let through, so it fills the store's content disk only
+(the bookkeeping of sessions, like a real server's database, is elsewhere). ``is_disk_full(exc)`` tells either apart from any other error, so each
 provider answers it as its real server answers a full disk.
 """
 
@@ -48,7 +49,6 @@ def is_disk_full(exc):
 def write_json_atomic(path, obj):
     """Persist a small JSON document so a crash (or a full disk) never leaves half a file behind."""
     data = json.dumps(obj).encode("utf-8")
-    check_space(len(data))
     tmp = "%s.tmp.%d.%d" % (path, os.getpid(), threading.get_ident())
     try:
         with open(tmp, "wb") as fh:
