@@ -37,7 +37,7 @@ class App:
         provider = self.provider_for(request.path)
         if provider is None:
             return Response.json({"error": message}, status)
-        return provider.error_response(status, message)
+        return provider.request_error(status, message)
 
     def accepts_chunked(self, request):
         provider = self.provider_for(request.path)

@@ -7,6 +7,7 @@
 * ``reset()``                 -- forget every session, file and object (back to the seeded state)
 * ``operation(request)``      -- the name fault rules match on
 * ``error_response(status, message, code=None)`` -- an error in this API's own format
+* ``request_error(status, message)`` -- an error about the request's framing, in this API's format
 * ``disk_full(request, exc)`` -- what this API answers when a write meets a full disk
 * ``accepts_chunked(request)``-- whether a ``Transfer-Encoding: chunked`` body is taken for this request
 """
@@ -55,6 +56,10 @@ class ProviderAPI:
     def error_response(self, status, message, code=None):
         """An error answer in this API's own error format (the ``status`` faults, the catch-all)."""
         return Response.json({"error": message}, status)
+
+    def request_error(self, status, message):
+        """An error about the request's framing (bad Content-Length, chunked body where a length is needed)."""
+        return self.error_response(status, message)
 
     def disk_full(self, request, exc):
         """The answer when storing what ``request`` carries met a full disk (ENOSPC)."""

@@ -383,6 +383,10 @@ class ServiceFabricAPI(Gateway, ImageStoreState, ProviderAPI):
         code = code or {503: NOT_READY, 504: TIMEOUT}.get(status, E_FAIL)
         return fabric_error(status, code, message)
 
+    def request_error(self, status, message):
+        """The runtime's gateway answers a request it cannot parse with E_INVALIDARG."""
+        return fabric_error(status, INVALID_ARG, message)
+
     @staticmethod
     def _disk_fail(exc):
         return Fail(500, DISK_FULL, DISK_FULL_MESSAGE)

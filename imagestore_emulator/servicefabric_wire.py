@@ -1,8 +1,8 @@
 """Service Fabric wire format: FabricError answers and the parsing of what a request carries.
 
-Status lines follow the runtime's ``HttpUtil::ErrorCodeToHttpStatus``: a 5xx answer carries the error
-code as its reason phrase (so Python's requests reports ``504 Server Error: FABRIC_E_TIMEOUT``); 4xx
-answers keep the standard phrases the emulator always sent.
+Status lines follow the runtime's ``HttpUtil::ErrorCodeToHttpStatus``: a 5xx or 413 answer carries the
+error code as its reason phrase (so Python's requests reports ``504 Server Error: FABRIC_E_TIMEOUT``);
+the other 4xx answers keep the standard phrases the emulator always sent.
 """
 
 import re
@@ -39,8 +39,9 @@ _SEPARATORS = re.compile(r"[/\\]")
 
 
 def fabric_error(status, code, message):
-    """A FabricError answer; 5xx status lines carry the code, as the runtime's gateway writes them."""
-    return Response.json({"Error": {"Code": code, "Message": message}}, status, reason=code if status >= 500 else None)
+    """A FabricError answer; 5xx and 413 status lines carry the code, as the runtime's gateway writes them."""
+    return Response.json({"Error": {"Code": code, "Message": message}}, status,
+                         reason=code if status >= 500 or status == 413 else None)
 
 
 class Fail(Exception):
