@@ -167,6 +167,7 @@ class ServiceFabricAPI(Gateway, ImageStoreState, ProviderAPI):
         except BaseException:
             with self._lock:
                 session.in_flight.remove((start, end))
+                self._trim_locked(session)
             raise
         finally:
             os.close(fd)
@@ -179,6 +180,17 @@ class ServiceFabricAPI(Gateway, ImageStoreState, ProviderAPI):
             session.touched = time.time()
         self._persist(session)
         return length
+
+    @staticmethod
+    def _trim_locked(session):
+        """A chunk that failed gives its bytes back, as the runtime deletes the staging file of a failed write:
+        the data file is cut to what the session still holds (received or in flight)."""
+        keep = max([e + 1 for _, e in list(session.received) + list(session.in_flight)], default=0)
+        try:
+            if os.path.getsize(session.data_path) > keep:
+                os.truncate(session.data_path, keep)
+        except OSError:
+            pass
 
     @staticmethod
     def _write_body(body, fd, offset):

@@ -95,8 +95,8 @@ class ContentOps:
         library = {"id": str(uuid.uuid4()), "name": name, "type": "LOCAL", "description": str(spec.get("description") or ""),
                    "storage_backings": [{"type": "DATASTORE", "datastore_id": DATASTORE["datastore"]}],
                    "creation_time": now, "last_modified_time": now, "client_token": token}
+        self._save("libraries", library)      # first: a full disk creates nothing
         self._libraries[library["id"]] = library
-        self._save("libraries", library)
         return call.created(library["id"])
 
     def _op_item_list(self, call):
@@ -130,8 +130,8 @@ class ContentOps:
         item = {"id": str(uuid.uuid4()), "library_id": library["id"], "name": name, "type": kind,
                 "description": str(spec.get("description") or ""), "creation_time": now, "last_modified_time": now,
                 "content_version": 1, "client_token": token, "files": {}}
+        self._save("items", item)             # first: a full disk creates nothing
         self._items[item["id"]] = item
-        self._save("items", item)
         return call.created(item["id"])
 
     def _op_item_delete(self, call, item_id):

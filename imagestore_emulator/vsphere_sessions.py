@@ -38,8 +38,8 @@ class UpdateSessionOps:
         session = {"id": str(uuid.uuid4()), "library_item_id": item["id"], "library_item_content_version": item["content_version"],
                    "client_token": token, "state": "ACTIVE", "client_progress": 0, "error_message": None,
                    "warning_behavior": [], "created": now, "last_activity": now, "ended": None, "files": {}}
+        self._save("sessions", session)       # first: a full disk creates nothing
         self._sessions[session["id"]] = session
-        self._save("sessions", session)
         with self._stats_lock:
             self._stats["sessions_created"] += 1
         return call.created(session["id"])

@@ -170,8 +170,21 @@ class SliceReceiver:
                 self._start_hashing(job_uuid, job)
         elif not upload["received"] and not inflight:
             upload["total"] = upload["slice_size"] = None      # a failed first slice fixes nothing
+        if not accepted:
+            self._trim(image_uuid, upload, inflight)
         self._save()
         return accepted and index in upload["received"]
+
+    def _trim(self, image_uuid, upload, inflight):
+        """A slice that failed gives its bytes back: the data file is cut to the slices received or in flight."""
+        size = upload["slice_size"] or 0
+        ends = [(index + 1) * size for index in list(upload["received"]) + list(inflight)]
+        keep = min(max(ends, default=0), upload["total"] or 0)
+        try:
+            if os.path.getsize(self._data_path(image_uuid)) > keep:
+                os.truncate(self._data_path(image_uuid), keep)
+        except OSError:
+            pass
 
     def _store_slice(self, request):
         """Validate, stream the file part to its offset, fsync, then record the slice; return its size."""
