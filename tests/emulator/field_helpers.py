@@ -2,6 +2,7 @@
 raw HTTP over a socket (half bodies, bodies that stall, resets), and small per-provider request helpers."""
 
 import hashlib
+import json
 import socket
 import struct
 import time
@@ -186,7 +187,6 @@ class ZS:
     def start_upload(self, name="img"):
         """The image uuid of a new upload job, once it runs (its image exists, Downloading)."""
         data = {"name": name, "url": "upload://" + name, "format": "raw", "backupStorageUuids": [self.backup_storage()]}
-        import json
         r = self._async("POST", "/longjobs", json={"params": {"jobName": "APIAddImageMsg", "jobData": json.dumps(data)},
                                                   "systemTags": ["uploadImage::" + name]})
         assert r.status_code == 200, r.text

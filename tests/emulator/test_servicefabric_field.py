@@ -3,7 +3,10 @@ operation, 503 NOT_PRIMARY / NOT_READY, slow commits, the renegotiating client-c
 counters that prove nothing was sent twice, and FileVersion / ModifiedDate on every replacement."""
 
 import os
+import socket
+import ssl
 import time
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -194,12 +197,9 @@ def test_renegotiation_is_off_without_client_certificates(url):
 
 def test_a_refused_body_is_not_read(tls):
     info, http = tls
-    import ssl
     context = ssl.create_default_context(cafile=http.verify)
     context.load_cert_chain(*http.cert)
-    raw = RawRequest.__new__(RawRequest)
-    import socket
-    from urllib.parse import urlsplit
+    raw = RawRequest.__new__(RawRequest)          # the same helper, over a TLS socket made here
     parts = urlsplit(info["url"])
     raw.sock = context.wrap_socket(socket.create_connection((parts.hostname, parts.port), timeout=30),
                                    server_hostname=parts.hostname)
