@@ -53,7 +53,7 @@ def test_service_fabric_chunk_put_and_commit_on_a_full_disk(emulator):
     assert os.listdir(os.path.join(emulator["data_dir"], "servicefabric", "tmp")) == []
 
 
-def test_vsphere_data_transfer_and_styles_on_a_full_disk(emulator):
+def test_vsphere_data_transfer_on_a_full_disk(emulator):
     url = emulator["url"]
     vs = VS(url, emulator["credentials"]["vsphere"])
     session_id, added = vs.new_file("disk.iso", size=4096)
