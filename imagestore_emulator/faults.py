@@ -8,10 +8,15 @@ A rule (JSON):
   put_file, content, delete_content) or "*".
 - ``action``:
     ``close_after_bytes``  read ``bytes`` of the request body, then close the connection unanswered
-    ``status``             answer ``status`` (default 503; ``retry_after`` seconds adds Retry-After) unprocessed
+    ``status``             answer ``status`` (default 503; ``retry_after`` seconds adds Retry-After; ``code`` the
+                           provider's error code, e.g. FABRIC_E_NOT_PRIMARY) without processing the request
+    ``status_after``       process the request (it takes effect), then answer ``status`` (default 504) instead of
+                           its result: the time-out a gateway answers while the operation completes behind it
     ``delay``              wait ``ms`` milliseconds, then process normally
     ``drop_response``      process the request, then close the connection without the answer
     ``expire``             expire the session the request names (provider hook), then process it
+    ``enospc``             process the request on a full disk: its writes fail with ENOSPC once ``bytes`` bytes
+                           (default 0) were written, and the provider answers as its real server does
 - ``count``: how many times it fires (default 1; 0 = every time); ``after``: let that many matching
   requests through first; ``probability``: chance to fire on a match, drawn from one generator
   seeded with ``seed`` (POST body or --fault-seed), so a run is reproducible.
@@ -24,7 +29,7 @@ import random
 import threading
 import time
 
-ACTIONS = ("close_after_bytes", "status", "delay", "drop_response", "expire")
+ACTIONS = ("close_after_bytes", "status", "status_after", "delay", "drop_response", "expire", "enospc")
 
 
 class FaultError(ValueError):
@@ -64,15 +69,26 @@ class Faults:
         rule.setdefault("count", 1)
         rule.setdefault("after", 0)
         rule.setdefault("probability", 1.0)
-        if rule["action"] == "close_after_bytes":
+        if rule["action"] in ("close_after_bytes", "enospc"):
             rule.setdefault("bytes", 0)
         if rule["action"] == "status":
             rule.setdefault("status", 503)
+        if rule["action"] == "status_after":
+            rule.setdefault("status", 504)
         if rule["action"] == "delay":
             rule.setdefault("ms", 1000)
-        for key in ("count", "after", "bytes", "status", "ms"):
-            if key in rule and (not isinstance(rule[key], (int, float)) or rule[key] < 0):
+        for key in ("count", "after", "bytes", "status", "ms", "retry_after"):
+            if key in rule and (isinstance(rule[key], bool) or not isinstance(rule[key], (int, float))
+                                or not 0 <= rule[key] < float("inf")):
                 raise FaultError("%s must be a non-negative number" % key)
+        if "status" in rule and not 100 <= rule["status"] <= 599:
+            raise FaultError("status must be an HTTP status from 100 to 599")
+        probability = rule["probability"]
+        if isinstance(probability, bool) or not isinstance(probability, (int, float)) or not 0 <= probability <= 1:
+            raise FaultError("probability must be a number from 0 to 1")
+        for key in ("provider", "operation", "code"):
+            if key in rule and not isinstance(rule[key], str):
+                raise FaultError("%s must be a string" % key)
         return rule
 
     def clear(self):

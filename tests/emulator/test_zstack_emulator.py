@@ -233,9 +233,10 @@ def test_add_image_validation(zs):
     assert error_of(zs.submit("v\x01")) == "SYS.1007"
     iso = zs.submit("v8", mediaType="ISO", format="qcow2")
     assert iso.status_code == 200 and json.loads(iso.json()["inventory"]["jobData"])["format"] == "iso"
+    assert iso.json()["inventory"]["state"] == "Waiting"       # a job waits STAGE_SECONDS (50 ms), then runs
+    assert [job["uuid"] for job in zs.query("/longjobs")] == [iso.json()["inventory"]["uuid"]]
     # one non-final job per imageId
     assert error_of(zs.submit("v8")) == "SYS.1007"
-    assert zs.query("/longjobs", q="state=Waiting")[0]["uuid"] == iso.json()["inventory"]["uuid"]
 
 
 def test_full_flow_four_parallel_slices(zs):
