@@ -80,6 +80,14 @@ class VerificationError(ImageStoreError):
     """What the store holds after the upload is not the file: never retryable, never kept."""
 
 
+class StoreFull(ApiError):
+    """The store has no room left for what is being written. A re-run resumes once there is room again; this run does
+    not try again (it would only fill the rest of the disk)."""
+
+    def __init__(self, message, status=None, code=None):
+        super(StoreFull, self).__init__(message, status=status, code=code, retryable=True)
+
+
 class Conflict(ImageStoreError):
     """The server's account of what is missing changed under us: re-read it and re-plan (not a failure)."""
 

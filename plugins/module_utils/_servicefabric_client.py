@@ -26,13 +26,15 @@ try:
 except ImportError:  # pragma: no cover - Python 2 is not supported, but sanity imports on it
     from urllib import quote
 
-from ansible_collections.imagestore.upload.plugins.module_utils._errors import ApiError, BadInput, TransportError
+from ansible_collections.imagestore.upload.plugins.module_utils._errors import ApiError, BadInput, StoreFull, TransportError
 from ansible_collections.imagestore.upload.plugins.module_utils._ranges import normalize
 
 API_VERSION = "6.0"
 CONTENT_API_VERSION = "6.2"
 RANGE_NOT_SATISFIABLE = "FABRIC_E_UPLOAD_SESSION_RANGE_NOT_SATISFIABLE"
 TIMEOUT_CODE = "FABRIC_E_TIMEOUT"
+#: HRESULT_FROM_WIN32(ERROR_DISK_FULL), which the gateway answers as HTTP 500 when the store's disk is full
+DISK_FULL = "0x80070070"
 #: a small request every pooled connection carries before its first body larger than the threshold (HTTP.sys
 #: buffers 48 KiB before it renegotiates TLS for the client certificate)
 WARM_UP = ("/ImageStore/$/GetUploadSession?api-version=%s&session-id=00000000-0000-0000-0000-000000000001" % API_VERSION,
@@ -110,6 +112,19 @@ def uncertain(exc):
     return isinstance(exc, TransportError) or (isinstance(exc, ApiError) and (exc.status == 504 or exc.code == TIMEOUT_CODE))
 
 
+def writing(call):
+    """A call that writes: a full disk on the store becomes StoreFull, with the store's own words."""
+    def wrapper(*args, **kwargs):
+        try:
+            return call(*args, **kwargs)
+        except ApiError as exc:
+            if exc.code == DISK_FULL or "not enough space" in exc.message.lower():
+                raise StoreFull("%s: the image store has no room left (free space in the store, then run again: what it "
+                                "received is kept)" % exc.message, status=exc.status, code=exc.code)
+            raise
+    return wrapper
+
+
 class ServiceFabricClient:
     """Every Image Store call of the protocol note, on top of the shared HttpClient."""
 
@@ -145,6 +160,7 @@ class ServiceFabricClient:
         body = self._json(response, what)
         return [parse_session(s) for s in (body.get("UploadSessions") if isinstance(body, dict) else None) or []]
 
+    @writing
     def upload_chunk(self, path, session_id, start, end, size, body):
         """PUT one chunk; ``body`` is a callable returning a fresh reader for each attempt. Not repeated when it may
         have landed (a cut connection, a 504): the caller re-reads the session instead."""
@@ -154,6 +170,7 @@ class ServiceFabricClient:
                                    "Content-Type": "application/octet-stream", "Content-Length": str(end - start + 1)},
                           what="upload bytes %d-%d of %s" % (start, end, path))
 
+    @writing
     def commit(self, session_id):
         self.http.request("POST", "/ImageStore/$/CommitUploadSession", params=self._params(session_id=session_id),
                           idempotent=False, what="commit upload session %s" % session_id)
@@ -164,6 +181,7 @@ class ServiceFabricClient:
                               params=self._params(session_id=session_id), what="delete upload session %s" % session_id)
         return r.status_code == 200
 
+    @writing
     def put_file(self, path, body, size):
         """Whole-file PUT; not repeated when it may have landed (the caller looks at the stored file first)."""
         self.http.request("PUT", "/ImageStore/%s" % encode_path(path), body=body, params=self._params(), idempotent=False,

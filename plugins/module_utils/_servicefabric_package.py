@@ -53,8 +53,9 @@ def stored_tree(api, path):
     return found
 
 
-def write_dir_markers(api, path, files, changed, check_mode, tree):
-    """The ``_.dir`` marker of every folder, deepest first; when nothing changed, only those missing. Returns their paths."""
+def write_dir_markers(put, path, files, changed, check_mode, tree):
+    """The ``_.dir`` marker of every folder, deepest first; when nothing changed, only those missing. Returns their paths.
+    ``put(path, body, size, before)``: a whole-file PUT never sent twice."""
     markers = []
     for folder in sorted(package_folders(files), key=lambda f: (-f.count("/") if f else 1, f)):
         marker = "/".join(p for p in (path, folder, DIR_MARKER) if p)
@@ -62,5 +63,5 @@ def write_dir_markers(api, path, files, changed, check_mode, tree):
             continue
         markers.append(marker)
         if not check_mode:
-            api.put_file(marker, b"", 0)
+            put(marker, b"", 0, tree.get(normalize_path(marker).lower()))
     return markers

@@ -38,6 +38,7 @@ from ansible_collections.imagestore.upload.plugins.module_utils._wait import Bac
 #: how long one look at the store waits for a commit or a whole-file PUT that answered 504 to show, before asking again
 SETTLE_SECONDS = 30
 ATTEMPTS_MAX = 3
+_LOOK = object()
 _STR = dict(type="str")
 
 
@@ -79,7 +80,7 @@ class ServiceFabric(Protocol):
     def destination(self, files):
         path = normalize_path(self.params.get("path"))
         package = files is not None and (len(files) != 1 or files[0].extra["relative"] != "")
-        return {"path": path, "package": package, "record": Record(self.api, path), "stored": {}, "after": {}, "pending": [],
+        return {"path": path, "package": package, "record": Record(self.api, path, self.put_small), "stored": {}, "after": {}, "pending": [],
                 "tree": {}}
 
     def target(self, dest, f):
@@ -180,19 +181,25 @@ class ServiceFabric(Protocol):
         return end - start + 1
 
     def put_whole(self, dest, f):
-        path = self.target(dest, f)
         before = dest["stored"].get(f.name)
+        self.put_small(self.target(dest, f), lambda: f.source.reader(0, f.size - 1) if f.size else b"", f.size, before)
+        dest["pending"].append(f)
+        return f.size
+
+    def put_small(self, path, body, size, before=_LOOK):
+        """A whole-file PUT that is never sent twice: after a 504 or a cut connection, the stored file is looked at first
+        (it landed when it is newer than ``before`` and has the size), and the PUT repeated only when it did not."""
+        if before is _LOOK:
+            before = self.api.file_info(path)
         for attempt in range(ATTEMPTS_MAX):
             try:
-                self.api.put_file(path, lambda: f.source.reader(0, f.size - 1) if f.size else b"", f.size)
-                break
+                self.api.put_file(path, body, size)
+                return
             except ImageStoreError as exc:
                 if not uncertain(exc) or attempt + 1 == ATTEMPTS_MAX:
                     raise
-                if self._landed(path, f.size, before):
-                    break
-        dest["pending"].append(f)
-        return f.size
+                if self._landed(path, size, before):
+                    return
 
     # -- after the bytes ------------------------------------------------------------------------------
     def commit(self, session, dest, files):
@@ -253,7 +260,7 @@ class ServiceFabric(Protocol):
         if dest["pending"]:
             self._check_whole(dest)
         if dest["package"]:
-            result["markers"] = write_dir_markers(self.api, dest["path"], files, changed or self.params.get("force"), self.check_mode,
+            result["markers"] = write_dir_markers(self.put_small, dest["path"], files, changed or self.params.get("force"), self.check_mode,
                                                   dest["tree"])
         if changed and not self.check_mode:
             result["records_written"] = len(dest["record"].save())

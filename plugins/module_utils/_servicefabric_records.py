@@ -75,8 +75,9 @@ def markers_for(tokens):
 class Record:
     """The record of one destination: read once, tokens added as files are uploaded, written at the end."""
 
-    def __init__(self, client, destination):
+    def __init__(self, client, destination, put):
         self.client = client
+        self.put = put              # put(path, body, size, before): a whole-file PUT never sent twice
         self.destination = destination
         self.folder = folder_for(destination)
         self.names = None
@@ -112,7 +113,7 @@ class Record:
         kept = [n for n in self.names if tokens_of([n]) <= current]
         written = markers_for(current - tokens_of(kept))
         for name in written:
-            self.client.put_file("%s/%s" % (self.folder, name), b"", 0)
+            self.put("%s/%s" % (self.folder, name), b"", 0, None)
         for name in self.names:
             if name not in kept:
                 self.client.delete_content("%s/%s" % (self.folder, name))

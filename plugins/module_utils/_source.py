@@ -176,11 +176,10 @@ class Source:
             self._check(doing)
 
     def reader(self, start, end, hashers=()):
-        check = None
-        if self._check is not None:
-            def check():
-                self._check("sending %s" % self.path)
-        return SliceReader(self.path, start, end, hashers=hashers, check=check)
+        return SliceReader(self.path, start, end, hashers=hashers, check=self._sending if self._check is not None else None)
+
+    def _sending(self):
+        self._check("sending %s" % self.path)
 
     def read(self, start, end):
         return b"".join(self.blocks(start, end))

@@ -14,7 +14,8 @@ refills as each unit ends), and ask again. What the loop survives, decided here 
   that still holds a cut unit as "in flight" refuses it for a while: the loop waits with backoff
   (never past the deadline) and tries again, and gives up only when nothing was accepted for
   ``stall_seconds``;
-* anything else stops the workers and is raised (``SessionLost`` is the engine's to handle).
+* anything else stops the workers and is raised (``SessionLost`` is the engine's to handle; ``StoreFull``: a
+  re-run resumes once the store has room, this run does not fill the rest of its disk).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -25,7 +26,7 @@ import threading
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 from ansible_collections.imagestore.upload.plugins.module_utils._errors import (
-    Conflict, DeadlineExceeded, ImageStoreError, SessionLost, TransferError,
+    Conflict, DeadlineExceeded, ImageStoreError, SessionLost, StoreFull, TransferError,
 )
 from ansible_collections.imagestore.upload.plugins.module_utils._wait import HOLD, Backoff
 
@@ -134,7 +135,7 @@ class Transfer:
                         waits.append(exc.wait)
                         self.last_error = exc.message
                     elif isinstance(exc, ImageStoreError) and exc.retryable and not self.deadline.expired() \
-                            and not isinstance(exc, (SessionLost, DeadlineExceeded)):
+                            and not isinstance(exc, (SessionLost, DeadlineExceeded, StoreFull)):
                         self.failures += 1
                         troubled = True
                         self.last_error = exc.message

@@ -62,10 +62,14 @@ class EmulatorProfile:
     def clear_faults(self, store):
         store.control("DELETE", "faults")
 
-    def start(self, tmp, extra_args=()):
-        data = os.path.join(str(tmp), "store-%s" % self.name)
+    #: a request body that stalls is given up after this many seconds (real gateways have such a limit)
+    body_timeout = 3
+
+    def start(self, tmp, extra_args=(), data_dir=None):
+        data = data_dir or os.path.join(str(tmp), "store-%s" % self.name)
         os.makedirs(data, exist_ok=True)
-        return Store(EmulatorProcess(data, extra_args=list(extra_args)).start(), self.name)
+        args = ["--body-timeout", str(self.body_timeout)] + list(extra_args)
+        return Store(EmulatorProcess(data, extra_args=args).start(), self.name)
 
     def module(self, name):
         return "%s.%s" % (self.module_collection, name)
