@@ -31,7 +31,9 @@ from ansible_collections.imagestore.upload.plugins.module_utils._protocol import
 from ansible_collections.imagestore.upload.plugins.module_utils._servicefabric_client import (
     RANGE_NOT_SATISFIABLE, WARM_UP, ServiceFabricClient, check_session_id, normalize_path, parse_error, same_path, uncertain,
 )
+from ansible_collections.imagestore.upload.plugins.module_utils._servicefabric_compress import Compressor
 from ansible_collections.imagestore.upload.plugins.module_utils._servicefabric_package import package_files, stored_tree, write_dir_markers
+from ansible_collections.imagestore.upload.plugins.module_utils._source import DigestCache
 from ansible_collections.imagestore.upload.plugins.module_utils._servicefabric_records import Record, ours, session_id_for
 from ansible_collections.imagestore.upload.plugins.module_utils._wait import Backoff, poll_until
 
@@ -60,6 +62,7 @@ class ServiceFabric(Protocol):
         super(ServiceFabric, self).__init__(ctx)
         self.api = ServiceFabricClient(self.http)
         self.replaced_sessions = []
+        self.compressor = None
 
     parse_error = staticmethod(parse_error)
 
@@ -70,9 +73,11 @@ class ServiceFabric(Protocol):
     # -- what is uploaded where ------------------------------------------------------------------
     def local_files(self, src, make_source):
         if os.path.isdir(src):
+            files = package_files(src)
             if self.params.get("compress"):
-                raise BadInput("compress is not available yet")
-            return [LocalFile(rel, make_source(full, "src file %s" % rel), relative=rel) for full, rel in package_files(src)]
+                self.compressor = Compressor(src, compress_cache_dir() if self.params.get("digest_cache", True) else None)
+                files = self.compressor.files(files)
+            return [LocalFile(rel, make_source(full, "src file %s" % rel), relative=rel) for full, rel in files]
         if self.params.get("compress"):
             raise BadInput("compress applies to an application package folder; src %s is a file" % src)
         return [LocalFile(os.path.basename(src), make_source(src, "src"), relative="")]
@@ -93,7 +98,13 @@ class ServiceFabric(Protocol):
         result = {"destination": {"path": dest["path"]}, "path": dest["path"]}
         if self.replaced_sessions:
             result["replaced_sessions"] = list(self.replaced_sessions)
+        if self.compressor is not None:
+            result["compressed"] = list(self.compressor.built)
         return result
+
+    def close(self):
+        if self.compressor is not None:
+            self.compressor.close()
 
     def diff_state(self, dest, stored, files, after=False, todo=()):
         def size(f):
@@ -333,6 +344,20 @@ class ServiceFabric(Protocol):
             self.api.delete_session(s["id"])
         self.api.delete_content(path)
         dest["record"].remove()
+
+
+def compress_cache_dir():
+    """Where the zips of compressed packages are kept between runs (beside the digest cache), or None."""
+    cache = DigestCache.default_path()
+    if not cache:
+        return None
+    folder = os.path.join(os.path.dirname(cache), "compressed")
+    try:
+        if not os.path.isdir(folder):
+            os.makedirs(folder, mode=0o700)
+    except OSError:
+        return None
+    return folder
 
 
 class _Sized(object):
