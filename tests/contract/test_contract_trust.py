@@ -91,3 +91,39 @@ def test_environment_variables_do_not_change_whom_the_module_trusts(contract, pr
         assert trusted["changed"] and not trusted.get("failed"), run.output[-2000:]
     finally:
         tls.stop()
+
+
+class _Html(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def _answer(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        body = b"<html><body><h1>Sign in to continue</h1></body></html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_PUT = do_POST = do_DELETE = do_PATCH = _answer
+
+    def log_message(self, *args):
+        pass
+
+
+def test_an_html_page_instead_of_the_api_is_named_as_such(contract):
+    """A proxy's or a portal's login page answering 200 where the API should: the message names the request, the server
+    and what came back, never a JSON decoder's words."""
+    src, _ = contract.image(MiB, seed=44)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Html)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        result, run = contract.upload(src, "html", endpoint="http://127.0.0.1:%d" % server.server_port,
+                                      username="someone", password=SECRET)
+    finally:
+        server.shutdown()
+    assert result["failed"], run.output[-2000:]
+    assert "http://127.0.0.1:%d answered HTTP 200 with text/html" % server.server_port in result["msg"], result["msg"]
+    assert "Expecting value" not in result["msg"] and "Traceback" not in run.output
