@@ -2,7 +2,9 @@
 what it stored and count what it received. The suite's tests are written once against this interface.
 
 A profile answers:
-  start(tmp)                 -> a Store (a fresh server of the test's own: the emulator, or the toy store)
+  start(tmp)                 -> a store (a fresh server of the test's own: the emulator, or the toy store), with
+                                ``url``, ``port`` and ``stop()``
+  module(name)               -> the module's full name (the toy store's modules live in imagestore_test.toystore)
   args(store, src, dest, **) -> image_upload's module arguments for destination ``dest`` (a short word)
   stored_sha256(store, dest, result) -> SHA-256 of the bytes stored at ``dest`` (None: nothing there)
   received(store)            -> payload bytes the server accepted so far (a counter)

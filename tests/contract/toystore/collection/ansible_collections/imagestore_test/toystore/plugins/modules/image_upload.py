@@ -12,7 +12,7 @@ module: image_upload
 short_description: Upload a file into the toy store (the contract suite's test-only provider)
 version_added: 0.0.1
 description:
-  - The engine of M(imagestore.upload.image_upload) on the toy store's protocol: idempotent, resumable, verified.
+  - The engine of M(imagestore.upload.image_upload) on the toy store's protocol (idempotent, resumable, verified).
 extends_documentation_fragment:
   - imagestore.upload.connection
   - imagestore_test.toystore.toystore
