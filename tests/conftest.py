@@ -23,6 +23,10 @@ def collections_path(tmp_path_factory):
     ns = base / "ansible_collections" / "imagestore"
     ns.mkdir(parents=True)
     os.symlink(ROOT, str(ns / "upload"))
+    toy = base / "ansible_collections" / "imagestore_test"       # the contract suite's test-only provider
+    toy.mkdir()
+    os.symlink(os.path.join(ROOT, "tests", "contract", "toystore", "collection", "ansible_collections", "imagestore_test",
+                            "toystore"), str(toy / "toystore"))
     saved = {k: os.environ.get(k) for k in ("ANSIBLE_COLLECTIONS_PATH", "ANSIBLE_COLLECTIONS_SCAN_SYS_PATH")}
     os.environ["ANSIBLE_COLLECTIONS_PATH"] = str(base)
     os.environ["ANSIBLE_COLLECTIONS_SCAN_SYS_PATH"] = "false"

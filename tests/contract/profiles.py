@@ -2,7 +2,9 @@
 what it stored and count what it received. The suite's tests are written once against this interface.
 
 A profile answers:
-  start(tmp)                 -> a Store (a fresh server of the test's own: the emulator, or the toy store)
+  start(tmp)                 -> a store (a fresh server of the test's own: the emulator, or the toy store), with
+                                ``url``, ``port`` and ``stop()``
+  module(name)               -> the module's full name (the toy store's modules live in imagestore_test.toystore)
   args(store, src, dest, **) -> image_upload's module arguments for destination ``dest`` (a short word)
   stored_sha256(store, dest, result) -> SHA-256 of the bytes stored at ``dest`` (None: nothing there)
   received(store)            -> payload bytes the server accepted so far (a counter)
@@ -206,4 +208,41 @@ class ZStackProfile(EmulatorProfile):
         return chunk_size
 
 
-PROFILES = {p.name: p for p in (ServiceFabricProfile(), VSphereProfile(), ZStackProfile())}
+class ToyStoreProfile:
+    """The test-only fourth provider: collection imagestore_test.toystore on the toy store (tests/contract/toystore)."""
+
+    name = "toystore"
+    module_collection = "imagestore_test.toystore"
+
+    def start(self, tmp):
+        from toystore.process import ToyStoreProcess
+        return ToyStoreProcess(os.path.join(str(tmp), "store-toystore"), body_timeout=2.0).start()
+
+    def module(self, name):
+        return "%s.%s" % (self.module_collection, name)
+
+    def args(self, store, src, dest, endpoint=None, **extra):
+        args = dict(provider=self.name, endpoint=endpoint or store.url, src=src, path="contract/%s/disk.img" % dest)
+        args.update(store.credentials)
+        args.update(extra)
+        return args
+
+    def stored_sha256(self, store, dest, result=None):
+        r = store.control("GET", "files", params={"path": "contract/%s/disk.img" % dest})
+        if r.status_code == 404:
+            return None
+        r.raise_for_status()
+        return hashlib.sha256(r.content).hexdigest()
+
+    def received(self, store):
+        return store.stats()["payload_bytes"]
+
+    def open_sessions(self, store, dest, result=None):
+        return sum(1 for s in store.control("GET", "sessions").json()["sessions"] if s["path"] == "contract/%s/disk.img" % dest)
+
+    @staticmethod
+    def unit(chunk_size, size):
+        return chunk_size
+
+
+PROFILES = {p.name: p for p in (ServiceFabricProfile(), VSphereProfile(), ZStackProfile(), ToyStoreProfile())}
