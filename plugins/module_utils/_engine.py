@@ -382,6 +382,8 @@ class Engine:
         result["msg"] = "%s %d bytes of %s to %s" % (
             "resumed and sent the missing" if resumed else "uploaded", sent,
             todo[0].name if len(todo) == 1 else "%d files" % len(todo), p.where(dest))
+        if result.get("notes"):
+            result["msg"] += "; " + "; ".join(sorted(set(result["notes"])))
 
 
 def set_of(outcomes):

@@ -22,7 +22,21 @@ CASES = [
     # -- Service Fabric ----------------------------------------------------------------------------
     ("sf-src-missing", "image_upload", dict(SF, src="/nonexistent/disk.img", path="bad/x.img"),
      "src: /nonexistent/disk.img does not exist on the host running the module"),
-    ("sf-path-missing", "image_upload", dict(SF, src="@FILE@"), "provider is servicefabric but all of the following are missing: path"),
+    ("sf-path-missing", "image_upload", dict(SF, src="@FILE@"), "provider servicefabric uploads with src, path: path is missing"),
+    ("sf-vsphere-destination", "image_upload", dict(SF, src="@FILE@", library="images", item="disk"),
+     "options item, library: item belongs to provider vsphere; library belongs to provider vsphere; provider servicefabric "
+     "takes compress, path"),
+    ("sf-endpoint-userinfo", "image_upload", dict(SF, endpoint="http://admin:Hunter2-Secret@127.0.0.1:9", src="@FILE@", path="x"),
+     "endpoint http://***@127.0.0.1:9 contains a user name or password; give them as the username and password options (or "
+     "IMAGESTORE_USERNAME and IMAGESTORE_PASSWORD), never inside the URL"),
+    ("sf-checksum-format", "image_upload", dict(SF, src="@FILE@", path="bad/x.img", checksum="sha256:abc"),
+     "startswith:checksum 'sha256:abc' is not a checksum: give <algorithm>:<hex digest>, e.g. sha256:"),
+    ("sf-compress-file", "image_upload", dict(SF, src="@FILE@", path="bad/x.img", compress=True),
+     "compress applies to an application package folder; src @FILE@ is a file"),
+    ("sf-src-fifo", "image_upload", dict(SF, src="@FIFO@", path="bad/x.img"),
+     "src: @FIFO@ is a FIFO (named pipe); upload a regular file or a block device (whose whole size is sent)"),
+    ("sf-src-chardev", "image_upload", dict(SF, src="/dev/zero", path="bad/x.img"),
+     "src: /dev/zero is a character device; upload a regular file or a block device (whose whole size is sent)"),
     ("sf-path-dotdot", "image_upload", dict(SF, src="@FILE@", path="a/../../etc"),
      "path 'a/../../etc' contains a '..' segment; give a path inside the image store"),
     ("sf-path-absolute", "image_upload", dict(SF, src="@FILE@", path="/etc/passwd"),
@@ -44,12 +58,12 @@ CASES = [
     ("sf-provider-unknown", "image_upload", dict(SF, provider="azure", src="@FILE@", path="bad/x.img"),
      "value of provider must be one of: servicefabric, vsphere, zstack, got: azure"),
     ("sf-endpoint-not-url", "image_upload", dict(SF, endpoint="cluster:19080", src="@FILE@", path="bad/x.img"),
-     "endpoint 'cluster:19080' is not a URL: give the base URL with its scheme, e.g. https://cluster:19080"),
+     "endpoint 'cluster:19080' is not a URL: give the base URL with its scheme, e.g. https://cluster.example.com:19080"),
     ("sf-endpoint-unreachable", "image_upload", dict(SF, endpoint="http://127.0.0.1:9", src="@FILE@", path="bad/x.img", retries=0),
-     "get image store content of bad/x.img failed after 1 attempts: cannot connect to http://127.0.0.1:9: connection refused "
+     "get image store content of bad/x.img failed after 1 attempt: cannot connect to http://127.0.0.1:9: connection refused "
      "(is the endpoint right and the service running?)"),
     ("sf-foreign-option", "image_upload", dict(SF, src="@FILE@", path="bad/x.img", library="images"),
-     "option library belongs to provider vsphere; provider servicefabric takes path"),
+     "option library: library belongs to provider vsphere; provider servicefabric takes compress, path"),
     ("sf-request-timeout", "image_upload", dict(SF, src="@FILE@", path="bad/x.img", request_timeout=0),
      "request_timeout must be a positive number of seconds, got 0.0"),
     ("sf-retries", "image_upload", dict(SF, src="@FILE@", path="bad/x.img", retries=99), "retries must be between 0 and 20, got 99"),
@@ -61,17 +75,17 @@ CASES = [
      "session_id '12345' is not a valid upload session id: Service Fabric session ids are GUIDs such as "
      "'4a2340e8-d8d8-497c-95fe-cdaa1052f33b'"),
     ("sf-info-nothing", "upload_session_info", dict(SF),
-     "provider servicefabric looks sessions up by session_id or by path; give one of them"),
-    ("sf-info-both", "upload_session_info", dict(SF, session_id=GUID, path="a"), "parameters are mutually exclusive: session_id|path"),
+     "provider servicefabric looks up upload sessions by session_id, or by path; give one of them"),
+    ("sf-info-both", "upload_session_info", dict(SF, session_id=GUID, path="a"), "give session_id or path, not both"),
     ("sf-commit-bad-id", "upload_session_commit", dict(SF, session_id="zero"),
      "startswith:session_id 'zero' is not a valid upload session id"),
     ("sf-commit-zero-id", "upload_session_commit", dict(SF, session_id="00000000-0000-0000-0000-000000000000"),
      "session_id must not be the all-zero GUID"),
     ("sf-commit-unknown", "upload_session_commit", dict(SF, session_id=GUID),
-     "no upload session %s on the image store (it was deleted, or expired 30 minutes after its last chunk)" % GUID),
+     "no upload session for session_id %s on @URL@ (it was committed and forgotten, removed, or it expired)" % GUID),
     ("sf-absent-bad-id", "upload_session_absent", dict(SF, session_id="x"), "startswith:session_id 'x' is not a valid upload session id"),
     ("sf-absent-nothing", "upload_session_absent", dict(SF),
-     "provider servicefabric finds sessions to delete by session_id or by path; give one of them"),
+     "provider servicefabric removes upload sessions by session_id, or by path; give one of them"),
     # -- ZStack ------------------------------------------------------------------------------------
     ("zs-name-missing", "image_upload", dict(ZS, src="@FILE@", backup_storage="bs"),
      "provider is zstack but all of the following are missing: name"),
@@ -145,8 +159,10 @@ def outcomes(imagestore_emulator, tmp_path_factory, collections_path):
     src = work / "disk.img"
     src.write_bytes(b"x" * 100000)
     (work / "dir").mkdir()
+    import os
+    os.mkfifo(str(work / "fifo"))
     creds = imagestore_emulator.credentials
-    table = {"@URL@": imagestore_emulator.url, "@FILE@": str(src), "@DIR@": str(work / "dir"),
+    table = {"@URL@": imagestore_emulator.url, "@FILE@": str(src), "@DIR@": str(work / "dir"), "@FIFO@": str(work / "fifo"),
              "@ZUSER@": creds["zstack"]["username"], "@ZPASS@": creds["zstack"]["password"],
              "@VUSER@": creds["vsphere"]["username"], "@VPASS@": creds["vsphere"]["password"]}
     before = state(imagestore_emulator)
@@ -189,5 +205,5 @@ def test_nothing_changed_on_the_server_and_no_traceback_or_secret(outcomes):
     _results, output, before, after, table = outcomes
     assert before == after
     assert_no_traceback(output)
-    for secret in (table["@ZPASS@"], table["@VPASS@"]):
+    for secret in (table["@ZPASS@"], table["@VPASS@"], "Hunter2-Secret"):
         assert secret not in output

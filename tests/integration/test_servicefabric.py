@@ -25,6 +25,12 @@ def chunk_bytes(emu):
     return emu.stats("servicefabric")["chunk_bytes"]
 
 
+def stored_bytes(emu):
+    """Payload bytes the store accepted, by chunks and by whole-file PUTs."""
+    stats = emu.stats("servicefabric")
+    return stats["chunk_bytes"] + stats["whole_file_bytes"]
+
+
 def test_upload_is_byte_identical_then_unchanged(ansible, sf, emu, image):
     src, digest = image(8 * MiB + 12345)
     before = chunk_bytes(emu)
