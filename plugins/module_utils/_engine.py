@@ -29,7 +29,7 @@ from ansible_collections.imagestore.upload.plugins.module_utils._protocol import
 from ansible_collections.imagestore.upload.plugins.module_utils._ranges import plan, total
 from ansible_collections.imagestore.upload.plugins.module_utils._source import DigestCache, Source, check_local, parse_checksum
 from ansible_collections.imagestore.upload.plugins.module_utils._transfer import Transfer, Unit
-from ansible_collections.imagestore.upload.plugins.module_utils._wait import CLEANUP_GRACE
+from ansible_collections.imagestore.upload.plugins.module_utils._wait import CLEANUP_GRACE, once
 
 MiB = 1024 * 1024
 DEFAULT_CHUNK_SIZE = 16 * MiB
@@ -262,7 +262,8 @@ class Engine:
                     f.source.check_unchanged()
                     f.source.verify_declared()
                 self.reporter.phase("committing")
-                p.commit(session, dest, group)
+                once(lambda: p.commit(session, dest, group), lambda: p.landed(session, dest, group), self.deadline,
+                     "waiting for the commit of upload session %s to show" % session.id)
                 self.reporter.phase("waiting until %s is usable" % p.where(dest))
                 p.wait(session, dest, group)
                 p.verify(session, dest, group)

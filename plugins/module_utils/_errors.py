@@ -18,13 +18,15 @@ __metaclass__ = type
 class ImageStoreError(Exception):
     """What failed, in one sentence a user can act on, with HTTP status and provider error code."""
 
-    def __init__(self, message, status=None, code=None, retryable=False, details=None):
+    def __init__(self, message, status=None, code=None, retryable=False, details=None, retry_after=None):
         super(ImageStoreError, self).__init__(message)
         self.message = message
         self.status = status
         self.code = code
         self.retryable = retryable
         self.details = dict(details or {})
+        #: seconds the server asked to wait before asking again (its Retry-After), if it said
+        self.retry_after = retry_after
 
     def __str__(self):
         return self.message
@@ -47,6 +49,12 @@ class ImageStoreError(Exception):
             result["error_code"] = self.code
         result.update(self.details)
         return result
+
+
+def uncertain(exc):
+    """Did a call that changes something fail in a way that leaves open whether it ran? (a cut connection, a gateway
+    time-out: the operation may have completed behind it)"""
+    return isinstance(exc, TransportError) or (isinstance(exc, ApiError) and exc.status == 504)
 
 
 class BadInput(ImageStoreError):

@@ -117,6 +117,14 @@ def describe_transport_error(exc, endpoint):
     return "request to %s failed: %s" % (endpoint, short(text))
 
 
+def retry_after(response):
+    """Seconds of a Retry-After header given as a number (None otherwise)."""
+    try:
+        return max(0.0, float(response.headers.get("Retry-After")))
+    except (TypeError, ValueError):
+        return None
+
+
 def refused(exc):
     return "Connection refused" in str(exc) or "[Errno 111]" in str(exc)
 
@@ -297,7 +305,7 @@ class HttpClient:
                 self.deadline.sleep(self._retry_delay(policy, response), what)
                 continue
             raise ApiError("%s failed: %s" % (what, text), status=response.status_code, code=code,
-                           retryable=response.status_code in RETRY_STATUSES)
+                           retryable=response.status_code in RETRY_STATUSES, retry_after=retry_after(response))
 
     @staticmethod
     def _retryable_error(exc, idempotent):

@@ -265,6 +265,11 @@ class Protocol:
     def put_whole(self, dest, f):
         raise NotImplementedError("%s stores no file without a session" % self.name)
 
+    def landed(self, session, dest, files):
+        """After a commit whose outcome is uncertain (its answer lost, a 504): did it take effect? (default: cannot tell,
+        so it is asked again; the engine never asks again once this says yes)"""
+        return False
+
     def wait(self, session, dest, files):
         """Wait until the committed content is usable (default: it is at once)."""
 

@@ -26,7 +26,8 @@ try:
 except ImportError:  # pragma: no cover - Python 2 is not supported, but sanity imports on it
     from urllib import quote
 
-from ansible_collections.imagestore.upload.plugins.module_utils._errors import ApiError, BadInput, StoreFull, TransportError
+from ansible_collections.imagestore.upload.plugins.module_utils._errors import ApiError, BadInput, StoreFull
+from ansible_collections.imagestore.upload.plugins.module_utils._errors import uncertain as generic_uncertain
 from ansible_collections.imagestore.upload.plugins.module_utils._ranges import normalize
 
 API_VERSION = "6.0"
@@ -109,7 +110,7 @@ def parse_error(response):
 
 def uncertain(exc):
     """Did a call that changes something fail in a way that leaves open whether it ran? (504, cut connection)"""
-    return isinstance(exc, TransportError) or (isinstance(exc, ApiError) and (exc.status == 504 or exc.code == TIMEOUT_CODE))
+    return generic_uncertain(exc) or (isinstance(exc, ApiError) and exc.code == TIMEOUT_CODE)
 
 
 def writing(call):

@@ -23,7 +23,7 @@ __metaclass__ = type
 import os
 
 from ansible_collections.imagestore.upload.plugins.module_utils._errors import (
-    ApiError, BadInput, Conflict, DeadlineExceeded, ImageStoreError, SessionLost, VerificationError,
+    ApiError, BadInput, Conflict, SessionLost, VerificationError,
 )
 from ansible_collections.imagestore.upload.plugins.module_utils._protocol import (
     ACTIVE, COMPLETE, DONE, KEPT, RANGE, REMOVED, LocalFile, Protocol, Session, Stored, Verdict,
@@ -35,11 +35,8 @@ from ansible_collections.imagestore.upload.plugins.module_utils._servicefabric_c
 from ansible_collections.imagestore.upload.plugins.module_utils._servicefabric_package import package_files, stored_tree, write_dir_markers
 from ansible_collections.imagestore.upload.plugins.module_utils._source import DigestCache
 from ansible_collections.imagestore.upload.plugins.module_utils._servicefabric_records import Record, ours, session_id_for
-from ansible_collections.imagestore.upload.plugins.module_utils._wait import Backoff, poll_until
+from ansible_collections.imagestore.upload.plugins.module_utils._wait import once
 
-#: how long one look at the store waits for a commit or a whole-file PUT that answered 504 to show, before asking again
-SETTLE_SECONDS = 30
-ATTEMPTS_MAX = 3
 _LOOK = object()
 _STR = dict(type="str")
 
@@ -202,56 +199,31 @@ class ServiceFabric(Protocol):
         (it landed when it is newer than ``before`` and has the size), and the PUT repeated only when it did not."""
         if before is _LOOK:
             before = self.api.file_info(path)
-        for attempt in range(ATTEMPTS_MAX):
-            try:
-                self.api.put_file(path, body, size)
-                return
-            except ImageStoreError as exc:
-                if not uncertain(exc) or attempt + 1 == ATTEMPTS_MAX:
-                    raise
-                if self._landed(path, size, before):
-                    return
+        once(lambda: self.api.put_file(path, body, size), lambda: self._newer(path, size, before), self.deadline,
+             "waiting for %s to show in the image store" % path)
 
     # -- after the bytes ------------------------------------------------------------------------------
     def commit(self, session, dest, files):
-        f = files[0]
-        path = session.extra["path"]
-        before = dest["stored"].get(f.name)
-        for attempt in range(ATTEMPTS_MAX):
-            try:
-                self.api.commit(session.id)
-                return
-            except ApiError as exc:
-                if exc.status == 400 and not uncertain(exc):
-                    if self._landed(path, f.size, before, wait=False):
-                        return
-                    if self.api.get_session(session.id) is None:
-                        raise SessionLost("upload session %s of %s vanished before its commit" % (session.id, path),
-                                          reason="expired or deleted")
-                    raise
-                if not uncertain(exc) or attempt + 1 == ATTEMPTS_MAX:
-                    raise
-            except ImageStoreError as exc:
-                if not uncertain(exc) or attempt + 1 == ATTEMPTS_MAX:
-                    raise
-            if self._landed(path, f.size, before):
-                return
-
-    def _landed(self, path, size, before, wait=True):
-        """Did a change whose answer was lost (or a 504) land? The stored file has ``size`` and is newer than ``before``."""
-        def look():
-            info = self.api.file_info(path)
-            newer = info is not None and (before is None or (info["version"], info["modified"]) != (before["version"], before["modified"]))
-            return info if newer and info["size"] == size else None
-        if not wait:
-            return look() is not None
         try:
-            return poll_until(look, bool, self.deadline, "waiting for %s to show in the image store" % path,
-                              backoff=Backoff(first=0.5, factor=1.5, maximum=4.0), limit=SETTLE_SECONDS) is not None
-        except DeadlineExceeded:
-            if self.deadline.expired():
-                raise
-            return False
+            self.api.commit(session.id)
+        except ApiError as exc:
+            if exc.status == 400:
+                # refused: a commit whose earlier answer was lost had landed, or the session is gone
+                if self.landed(session, dest, files):
+                    return
+                if self.api.get_session(session.id) is None:
+                    raise SessionLost("upload session %s of %s vanished before its commit" % (session.id, session.extra["path"]),
+                                      reason="expired or deleted")
+            raise
+
+    def landed(self, session, dest, files):
+        return self._newer(session.extra["path"], files[0].size, dest["stored"].get(files[0].name))
+
+    def _newer(self, path, size, before):
+        """Is the stored file at ``path`` newer than ``before`` (another version or date) and ``size`` bytes long?"""
+        info = self.api.file_info(path)
+        newer = info is not None and (before is None or (info["version"], info["modified"]) != (before["version"], before["modified"]))
+        return newer and info["size"] == size
 
     def verify(self, session, dest, files):
         f = files[0]
@@ -315,9 +287,10 @@ class ServiceFabric(Protocol):
 
     def complete(self, session):
         path = session.extra["path"]
-        before = self.api.file_info(path)
-        dest = {"stored": {"f": before}}
-        self.commit(session, dest, [LocalFile("f", _Sized(session.size), relative="")])
+        dest = {"stored": {"f": self.api.file_info(path)}}
+        files = [LocalFile("f", _Sized(session.size), relative="")]
+        once(lambda: self.commit(session, dest, files), lambda: self.landed(session, dest, files), self.deadline,
+             "waiting for the commit of upload session %s to show" % session.id)
         info = self.api.file_info(path)
         if info is None or info["size"] != session.size:
             raise VerificationError("verification failed: after the commit %s holds %s, expected %d bytes"

@@ -118,18 +118,47 @@ HOLD = dict(first=0.5, factor=2.0, maximum=8.0, jitter=0.25)
 def poll_until(fetch, done, deadline, doing, backoff=None, limit=None, on_wait=None):
     """Call ``fetch()`` until ``done(value)`` is true; return that value.
 
-    Waits between calls follow ``backoff`` (default POLL) and never pass ``deadline``; ``limit``
-    (seconds) bounds this wait alone when the run has no deadline, so a poll never runs forever.
-    ``done`` may raise to end the wait with an error. ``on_wait(value)`` is called before each sleep.
+    Waits between calls follow ``backoff`` (default POLL) and never pass ``deadline``; ``limit`` (seconds) bounds this
+    wait alone, so a poll never runs forever even in a run without a deadline. ``done`` may raise to end the wait with
+    an error. ``on_wait(value)`` is called before each sleep.
     """
     backoff = backoff or Backoff(**POLL)
-    own = Deadline(limit, clock=deadline.clock, sleep=deadline._sleep) if limit and deadline.end is None else deadline
+    until = deadline.clock() + limit if limit else None
     while True:
         value = fetch()
         if done(value):
             return value
         if on_wait is not None:
             on_wait(value)
-        if own is not deadline and own.expired():
-            raise DeadlineExceeded("%s: not done after %s seconds; run again later to continue waiting" % (doing, _seconds(limit)))
-        deadline.sleep(next(backoff), doing)
+        pause = next(backoff)
+        if until is not None:
+            left = until - deadline.clock()
+            if left <= 0:
+                raise DeadlineExceeded("%s: not done after %s seconds; run again later to continue waiting" % (doing, _seconds(limit)))
+            pause = min(pause, left)
+        deadline.sleep(pause, doing)
+
+
+def once(call, landed, deadline, doing, attempts=3, settle=30, backoff=None):
+    """Run a call that changes something (a commit, a whole-file PUT) so that it never runs twice.
+
+    When its outcome is uncertain (``_errors.uncertain``: a cut connection, a 504 behind which it may have completed),
+    ``landed()`` is asked, for up to ``settle`` seconds, whether it took effect; only when it did not is the call made
+    again (``attempts`` in all). Returns the call's result, or None when it was found landed.
+    """
+    from ansible_collections.imagestore.upload.plugins.module_utils._errors import uncertain
+    for attempt in range(attempts):
+        try:
+            return call()
+        except DeadlineExceeded:
+            raise
+        except Exception as exc:  # pylint: disable=broad-except  # only uncertain outcomes are looked at; others re-raised
+            if not uncertain(exc) or attempt + 1 == attempts:
+                raise
+            try:
+                poll_until(landed, bool, deadline, doing, backoff=backoff or Backoff(first=0.5, factor=1.5, maximum=4.0), limit=settle)
+                return None
+            except DeadlineExceeded:
+                if deadline.expired():
+                    raise
+    return None
