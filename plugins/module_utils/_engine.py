@@ -247,7 +247,6 @@ class Engine:
         p = self.p
         key = p.resume_key(dest, group)
         session = p.find_session(dest, key, group)
-        resumed = session is not None
         background = [f.source.digests_in_background(tuple(sorted(set(("sha256",) + tuple(f.source.declared)))))
                       for f in group]
         sent = [0]
@@ -283,7 +282,8 @@ class Engine:
                     except Exception:  # pylint: disable=broad-except  # the failure that counts is exc
                         pass
                 raise self._failed(session, dest, group, exc)
-        outcome = {"bytes_sent": sent[0], "resumed": resumed and session.found, "session_id": session.id}
+        # found: it existed before this run (found by find_session, or another run's that open_session joined)
+        outcome = {"bytes_sent": sent[0], "resumed": session.found, "session_id": session.id}
         return dict((f.name, outcome) for f in group)
 
     def _plan(self, session, f, ranges):

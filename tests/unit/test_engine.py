@@ -285,3 +285,29 @@ def test_read_along_hashers_share_the_identity_read_and_never_read_alone(tmp_pat
     p.read_along = lambda f: (unread,)
     Engine(p).upload()
     assert unread.fed == 0
+
+
+def test_a_session_open_session_joined_counts_as_resumed_and_is_left_to_its_owner(tmp_path, clock):
+    """open_session may join a concurrent run's session (found, not owned): the result says resumed, and a failure
+    leaves that session to the run that opened it."""
+    h = Harness(tmp_path, clock, unit=RANGE)
+    payload = data(100 * 1024)
+    src = write(tmp_path / "a.img", payload)
+    p = h.protocol(src=src)
+    opened = p.open_session
+
+    def join(dest, key, files):
+        session = opened(dest, key, files)
+        session.found, session.owned = True, False
+        return session
+
+    p.open_session = join
+    result = Engine(p).upload()
+    assert result["resumed"] is True and h.store.stored_bytes("a.img") == payload
+    write(tmp_path / "a.img", data(100 * 1024, 3))
+    h.store.refuse_all = True
+    p = h.protocol(src=src)
+    p.open_session = join
+    with pytest.raises(TransferError) as err:
+        Engine(p).upload()
+    assert err.value.details["session_cleanup"] == "left" and not p.aborted
