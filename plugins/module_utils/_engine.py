@@ -56,7 +56,10 @@ class NullReporter:
         pass
 
 
-def cleanup_sentence(outcome, session_id):
+def cleanup_sentence(outcome, session_id, note=None):
+    """What became of a failed run's session; ``note``: the protocol's words on what its removal took with it."""
+    if outcome == REMOVED and note:
+        return "upload session %s was removed with what it had received (%s)" % (session_id, note)
     if outcome == KEPT:
         return ("upload session %s is kept: run again to resume it, or remove it with imagestore.upload.upload_session_absent"
                 % session_id)
@@ -346,7 +349,7 @@ class Engine:
             except ImageStoreError as cleanup:
                 outcome = INCOMPLETE
                 exc.details["cleanup_error"] = cleanup.message
-        error = exc.with_message("%s; %s" % (exc.message, cleanup_sentence(outcome, session.id)))
+        error = exc.with_message("%s; %s" % (exc.message, cleanup_sentence(outcome, session.id, session.cleanup_note)))
         error.details.update(session_id=session.id, session_cleanup=outcome)
         return error
 

@@ -106,6 +106,8 @@ class Session:
         self.expires = expires
         self.destination = destination or {}
         self.extra = extra
+        #: what abort() removed besides the session, in a few words for the failure message (e.g. "image U was deleted")
+        self.cleanup_note = None
 
     def __repr__(self):
         return "Session(%r, %s)" % (self.id, self.state)
@@ -167,7 +169,8 @@ class Protocol:
       missing(session, files) -> {name: [ranges]};  send(session, file, start, end) -> bytes accepted;
       put_whole(dest, file) (small and empty files, when ``whole_file_max``/``empty_files`` say so);
       commit(session, dest, files);  wait(session, dest, files);  verify(session, dest, files);
-      record(session, dest, files);  abort(session, dest, reason, keep) -> cleanup outcome;
+      record(session, dest, files);  abort(session, dest, reason, keep) -> cleanup outcome (``session.cleanup_note`` may
+      say what the removal took with it);
       finish(dest, files, changed) -> extra result keys;  result(dest, session) -> provider result keys;
       diff_state(dest, stored, files) -> the diff's "before"/"after" description.
     Hooks of the session modules: select() -> [Session];  describe(session) -> extra record keys;

@@ -311,3 +311,20 @@ def test_a_session_open_session_joined_counts_as_resumed_and_is_left_to_its_owne
     with pytest.raises(TransferError) as err:
         Engine(p).upload()
     assert err.value.details["session_cleanup"] == "left" and not p.aborted
+
+
+def test_what_abort_removed_is_named_in_the_failure_message(tmp_path, clock):
+    h = Harness(tmp_path, clock, unit=RANGE)
+    src = write(tmp_path / "a.img", data(50000))
+    h.store.corrupt_on_commit = True
+    p = h.protocol(src=src)
+    removing = p.abort
+
+    def abort(session, dest, reason, keep):
+        session.cleanup_note = "the stored copy was deleted"
+        return removing(session, dest, reason, keep)
+
+    p.abort = abort
+    with pytest.raises(VerificationError) as err:
+        Engine(p).upload()
+    assert err.value.message.endswith("was removed with what it had received (the stored copy was deleted)")
