@@ -144,11 +144,13 @@ def session_record(provider, session):
 class Context:
     """What a protocol gets from the engine: options, the HTTP client, the deadline, check mode, warnings."""
 
-    def __init__(self, params, http, deadline, check_mode=False, warn=None):
+    def __init__(self, params, http, deadline, check_mode=False, warn=None, operation=None):
         self.params = params
         self.http = http
         self.deadline = deadline
         self.check_mode = check_mode
+        #: which module runs: "upload" (image_upload), "sessions" (info), "commit" or "absent" (None: not said)
+        self.operation = operation
         self.warnings = []
         self._warn = warn
 

@@ -60,7 +60,7 @@ def make_module(operation, registry=None):
     return module, owners
 
 
-def connect(params, cls, check_mode=False, warn=None):
+def connect(params, cls, check_mode=False, warn=None, operation=None):
     """The protocol object of one run: its deadline, its HTTP client, its context."""
     deadline = Deadline(params.get("timeout") or None)
     parallel = params.get("parallel") or 4
@@ -69,7 +69,7 @@ def connect(params, cls, check_mode=False, warn=None):
                       timeout=params.get("request_timeout") or 60, retries=params.get("retries"),
                       pool_size=max(parallel * 2, 8) + 2, error_parser=cls.parse_error, classify=cls.classify,
                       deadline=deadline, use_proxy=params.get("use_proxy", True))
-    return cls(Context(params, http, deadline, check_mode=check_mode, warn=warn))
+    return cls(Context(params, http, deadline, check_mode=check_mode, warn=warn, operation=operation))
 
 
 def execute(protocol, operation, reporter=None):
@@ -130,7 +130,7 @@ def run_module(operation, registry=None):
     failure = None
     try:
         validate(params, registry, owners, operation)
-        protocol = connect(params, registry[params["provider"]], module.check_mode, module.warn)
+        protocol = connect(params, registry[params["provider"]], module.check_mode, module.warn, operation)
         with _Watchdog(params.get("timeout")):
             try:
                 result = execute(protocol, operation)
