@@ -167,7 +167,7 @@ def test_info_commit_and_absent_are_idempotent(ansible, zs, emu, image, imagesto
                              "send them" % (job, size - MiB, MiB, size - 1))
     assert commit_checked["failed"] and commit_checked["msg"] == commit["msg"]
     assert checked["changed"] is True and checked["deleted"] == [job]
-    assert job_view(emu, job)["state"] == "Running"
+    assert job_view(emu, job)["state"] in ("Running", "Suspended")     # not canceled (the idle timer may have suspended it)
 
     run = ansible.run([
         ("imagestore.upload.upload_session_absent", zs.module_args(session_id=job)),
