@@ -128,6 +128,12 @@ options:
     description:
       - ZStack. The upload's id, which finds an interrupted upload again; default the MD5 of the file.
     type: str
+  replace:
+    description:
+      - ZStack. V(true) deletes and expunges the other Ready images named O(name) on O(backup_storage) once the new
+        image is Ready and verified; V(false) refuses, before anything is sent, when such an image exists.
+    type: bool
+    default: true
 notes:
   - Service Fabric has no content checksum; an existing file of the same size at O(path) counts as the same
     content. Use O(force=true) to replace a file of the same size.
