@@ -63,7 +63,7 @@ def make(request):
                                 **request["destination"]))
     validate(params, PROVIDERS, owners, "upload")
     params["chunk_size"] = int(chunk)
-    protocol = connect(params, PROVIDERS[provider], warn=lambda message: None)
+    protocol = connect(params, PROVIDERS[provider], warn=lambda message: None, operation="upload")
     reporter = StopReporter(target, fraction >= 1)
     try:
         try:
@@ -94,7 +94,7 @@ def remove(request):
     params = _params(spec, dict(request["options"], provider=request["provider"], session_id=request["session_id"]))
     if request["provider"] == "zstack":
         params["purge"] = True
-    protocol = connect(params, PROVIDERS[request["provider"]], warn=lambda message: None)
+    protocol = connect(params, PROVIDERS[request["provider"]], warn=lambda message: None, operation="absent")
     try:
         return execute(protocol, "absent")
     finally:

@@ -1,11 +1,12 @@
 """ZStack: the long job image_upload would submit for a file, with its first slices sent, left Running."""
 
-from ansible_collections.imagestore.upload.plugins.module_utils._base import Deadline
-from ansible_collections.imagestore.upload.plugins.module_utils._zstack import (
-    NOT_FOUND, INVALID_ARGUMENT, ZStackApiError, ZStackClient, add_image_params, check_image_id, image_options,
-    multipart_filename, parse_error, resolve_backup_storage, slice_md5,
+from ansible_collections.imagestore.upload.plugins.module_utils._source import Source
+from ansible_collections.imagestore.upload.plugins.module_utils._wait import Deadline
+from ansible_collections.imagestore.upload.plugins.module_utils._zstack_client import ZStackClient, classify, parse_error
+from ansible_collections.imagestore.upload.plugins.module_utils._zstack_jobs import (
+    add_image_params, check_image_id, image_options, resolve_backup_storage,
 )
-from ansible_collections.imagestore.upload.plugins.module_utils._upload import Source
+from ansible_collections.imagestore.upload.plugins.module_utils._zstack_multipart import multipart_filename, slice_md5
 from pytest_imagestore.partial import Partial, http_for
 
 
@@ -19,17 +20,15 @@ def make(target, src, fraction, chunk_size, name, backup_storage=None, image_id=
     """
     source = Source(src)
     options = image_options(src, dict(image, name=name))
-    api = ZStackClient(http_for(target, parse_error), target.options.get("username"), target.options.get("password"), Deadline(None))
+    http = http_for(target, parse_error)
+    http.classify = classify
+    api = ZStackClient(http, target.options.get("username"), target.options.get("password"), Deadline(None))
     state = {"job": None, "image": None, "storage": None}
 
     def cleanup():
         try:
             if state["job"]:
-                try:
-                    api.cancel_long_job(state["job"])
-                except ZStackApiError as exc:
-                    if exc.code not in (INVALID_ARGUMENT, NOT_FOUND):     # finished already, or gone
-                        raise
+                api.cancel_long_job(state["job"])          # False when finished already, or gone
             found = api.get_image(state["image"]) if state["image"] else None
             if found is not None:
                 if found.get("status") != "Deleted":
@@ -41,8 +40,9 @@ def make(target, src, fraction, chunk_size, name, backup_storage=None, image_id=
 
     try:
         storage = resolve_backup_storage(api, backup_storage or target.options.get("backup_storage") or "bs")
-        image_id = check_image_id(image_id or source.digest("md5"))
-        job = api.submit_add_image(image_id, add_image_params(options, storage["uuid"], image_id))
+        md5 = source.digest("md5")
+        image_id = check_image_id(image_id or md5)
+        job = api.submit_add_image(image_id, add_image_params(options, storage["uuid"], image_id, md5, source.size))
         state["job"] = job["uuid"]
         api.wait_long_job_started(job["uuid"])
         detail = api.job_detail(image_id, job["uuid"])

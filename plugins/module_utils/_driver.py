@@ -16,7 +16,7 @@ from ansible_collections.imagestore.upload.plugins.module_utils._sessions import
 from ansible_collections.imagestore.upload.plugins.module_utils._wait import CLEANUP_GRACE, Deadline
 
 
-def connect(params, cls, check_mode=False, warn=None):
+def connect(params, cls, check_mode=False, warn=None, operation=None):
     """The protocol object of one run: its deadline, its HTTP client, its context."""
     deadline = Deadline(params.get("timeout") or None)
     parallel = params.get("parallel") or 4
@@ -26,7 +26,7 @@ def connect(params, cls, check_mode=False, warn=None):
                       pool_size=max(parallel * 2, 8) + 2, error_parser=cls.parse_error, classify=cls.classify,
                       deadline=deadline, use_proxy=params.get("use_proxy", True),
                       warm_up=cls.warm_up if params.get("client_cert") else None)
-    return cls(Context(params, http, deadline, check_mode=check_mode, warn=warn))
+    return cls(Context(params, http, deadline, check_mode=check_mode, warn=warn, operation=operation))
 
 
 def execute(protocol, operation, reporter=None):

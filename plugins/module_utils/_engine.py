@@ -56,7 +56,10 @@ class NullReporter:
         pass
 
 
-def cleanup_sentence(outcome, session_id):
+def cleanup_sentence(outcome, session_id, note=None):
+    """What became of a failed run's session; ``note``: the protocol's words on what its removal took with it."""
+    if outcome == REMOVED and note:
+        return "upload session %s was removed with what it had received (%s)" % (session_id, note)
     if outcome == KEPT:
         return ("upload session %s is kept: run again to resume it, or remove it with imagestore.upload.upload_session_absent"
                 % session_id)
@@ -122,7 +125,7 @@ class Engine:
             held = stored.get(f.name)
             if held is not None or not self._whole(f):
                 self.reporter.phase("computing the digests of %s" % f.path)
-                f.digests = f.source.identity_digests(p.digests)
+                f.digests = f.source.identity_digests(p.digests, also=p.read_along(f))
             verdicts[f.name] = p.holds(dest, held, f) if held is not None else Verdict(False, "absent")
         force = bool(self.params.get("force"))
         todo = [f for f in files if force or not verdicts[f.name].same]
@@ -247,7 +250,6 @@ class Engine:
         p = self.p
         key = p.resume_key(dest, group)
         session = p.find_session(dest, key, group)
-        resumed = session is not None
         background = [f.source.digests_in_background(tuple(sorted(set(("sha256",) + tuple(f.source.declared)))))
                       for f in group]
         sent = [0]
@@ -284,7 +286,8 @@ class Engine:
                     except Exception:  # pylint: disable=broad-except  # the failure that counts is exc
                         pass
                 raise self._failed(session, dest, group, exc)
-        outcome = {"bytes_sent": sent[0], "resumed": resumed and session.found, "session_id": session.id}
+        # found: it existed before this run (found by find_session, or another run's that open_session joined)
+        outcome = {"bytes_sent": sent[0], "resumed": session.found, "session_id": session.id}
         return dict((f.name, outcome) for f in group)
 
     def _plan(self, session, f, ranges):
@@ -347,7 +350,7 @@ class Engine:
             except ImageStoreError as cleanup:
                 outcome = INCOMPLETE
                 exc.details["cleanup_error"] = cleanup.message
-        error = exc.with_message("%s; %s" % (exc.message, cleanup_sentence(outcome, session.id)))
+        error = exc.with_message("%s; %s" % (exc.message, cleanup_sentence(outcome, session.id, session.cleanup_note)))
         error.details.update(session_id=session.id, session_cleanup=outcome)
         return error
 

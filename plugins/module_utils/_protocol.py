@@ -106,6 +106,8 @@ class Session:
         self.expires = expires
         self.destination = destination or {}
         self.extra = extra
+        #: what abort() removed besides the session, in a few words for the failure message (e.g. "image U was deleted")
+        self.cleanup_note = None
 
     def __repr__(self):
         return "Session(%r, %s)" % (self.id, self.state)
@@ -142,11 +144,13 @@ def session_record(provider, session):
 class Context:
     """What a protocol gets from the engine: options, the HTTP client, the deadline, check mode, warnings."""
 
-    def __init__(self, params, http, deadline, check_mode=False, warn=None):
+    def __init__(self, params, http, deadline, check_mode=False, warn=None, operation=None):
         self.params = params
         self.http = http
         self.deadline = deadline
         self.check_mode = check_mode
+        #: which module runs: "upload" (image_upload), "sessions" (info), "commit" or "absent" (None: not said)
+        self.operation = operation
         self.warnings = []
         self._warn = warn
 
@@ -161,12 +165,14 @@ class Protocol:
 
     Hooks of ``image_upload`` (in the order the engine calls them):
       local_files(src) -> [LocalFile];  destination(files) -> dest;  stored(dest, files) -> {name: Stored};
+      read_along(file) -> hashers fed by the identity digest pass, when the file is read for it;
       holds(dest, stored, file) -> Verdict;  resume_key(dest, files) -> str;
       find_session(dest, key, files) -> Session | None;  open_session(dest, key, files) -> Session;
       missing(session, files) -> {name: [ranges]};  send(session, file, start, end) -> bytes accepted;
       put_whole(dest, file) (small and empty files, when ``whole_file_max``/``empty_files`` say so);
       commit(session, dest, files);  wait(session, dest, files);  verify(session, dest, files);
-      record(session, dest, files);  abort(session, dest, reason, keep) -> cleanup outcome;
+      record(session, dest, files);  abort(session, dest, reason, keep) -> cleanup outcome (``session.cleanup_note`` may
+      say what the removal took with it);
       finish(dest, files, changed) -> extra result keys;  result(dest, session) -> provider result keys;
       diff_state(dest, stored, files) -> the diff's "before"/"after" description.
     Hooks of the session modules: select() -> [Session];  describe(session) -> extra record keys;
@@ -235,6 +241,11 @@ class Protocol:
     def local_files(self, src, make_source):
         """The files of ``src``; ``make_source(path, option)`` checks and opens one. Default: one file, its base name."""
         return [LocalFile(os.path.basename(src), make_source(src, "src"))]
+
+    def read_along(self, f):
+        """Hasher-like objects (``update(bytes)``) to feed with the file's bytes when the engine reads it for its identity
+        digests (none when they are cached or declared): e.g. digests of every slice, from the same read. Default: none."""
+        return ()
 
     def holds(self, dest, stored, f):
         return compare(stored, f, self.digests)

@@ -22,7 +22,7 @@ from ansible_collections.imagestore.upload.plugins.module_utils._http import HAS
 from ansible_collections.imagestore.upload.plugins.module_utils._servicefabric import ServiceFabric
 from ansible_collections.imagestore.upload.plugins.module_utils._upload import DEFAULT_CHUNK_SIZE, MiB, SourceChangedError, TransferError
 from ansible_collections.imagestore.upload.plugins.module_utils._vsphere import VSphere
-from ansible_collections.imagestore.upload.plugins.module_utils._zstack import ZStack
+from ansible_collections.imagestore.upload.plugins.module_utils._zstack_protocol import ZStack
 
 PROVIDERS = dict((cls.name, cls) for cls in (ServiceFabric, VSphere, ZStack))
 

@@ -10,7 +10,7 @@ __metaclass__ = type
 from ansible_collections.imagestore.upload.plugins.module_utils._legacy import bridge
 from ansible_collections.imagestore.upload.plugins.module_utils._servicefabric_protocol import ServiceFabric
 from ansible_collections.imagestore.upload.plugins.module_utils._vsphere import VSphere as _OldVSphere
-from ansible_collections.imagestore.upload.plugins.module_utils._zstack import ZStack as _OldZStack
+from ansible_collections.imagestore.upload.plugins.module_utils._zstack_protocol import ZStack
 
 _STR = dict(type="str")
 
@@ -22,10 +22,5 @@ PROVIDERS = {
                       ("library", "item"), {"library": _STR, "item": _STR,
                                             "api_style": dict(type="str", default="auto", choices=["auto", "api", "rest"])},
                       ("library", "item")),
-    "zstack": bridge(_OldZStack, {"name": _STR, "backup_storage": _STR, "format": _STR,
-                                  "media_type": dict(type="str", choices=["RootVolumeTemplate", "ISO", "DataVolumeTemplate"]),
-                                  "platform": dict(type="str", choices=["Linux", "Windows", "Other", "Paravirtualization", "WindowsVirtio"]),
-                                  "image_id": _STR},
-                     ("name", "backup_storage"), {"image_id": _STR}, ("image_id",),
-                     absent_options={"purge": dict(type="bool", default=False)}),
+    "zstack": ZStack,
 }

@@ -94,7 +94,7 @@ def run_module(operation, registry=None):
     failure = None
     try:
         validate(params, registry, owners, operation)
-        protocol = connect(params, registry[params["provider"]], module.check_mode, module.warn)
+        protocol = connect(params, registry[params["provider"]], module.check_mode, module.warn, operation)
         with _Watchdog(params.get("timeout")):
             try:
                 result = execute(protocol, operation)

@@ -227,10 +227,11 @@ class Source:
 
     def identity_digests(self, algorithms=("sha256",), also=()):
         """Digests that name the content (resume keys, comparisons): declared ones are taken as given (and verified
-        after the transfer), the others computed in one read (or cached)."""
+        after the transfer), the others computed in one read (or cached). ``also``: hasher-like objects fed by that
+        read when there is one (never a read of their own: a protocol's per-slice digests, for example)."""
         known = self.known(algorithms)
         wanted = [a for a in algorithms if a not in known]
-        if wanted or also:
+        if wanted:
             known.update(self.digests(wanted, also=also))
         return dict((a, known[a]) for a in algorithms)
 

@@ -77,7 +77,9 @@ def test_128_mib_qcow2_is_ready_identical_then_unchanged(ansible, zs, emu, image
     second, run = ansible.module("image_upload", upload_args(zs, src=src, name="it-128"))
     assert second["changed"] is False and second["bytes_sent"] == 0, run.output
     assert (second["image_uuid"], second["long_job_uuid"], second["status"]) == (image_uuid, first["long_job_uuid"], "Ready")
-    assert second["msg"] == "image 'it-128' (%s) on backup storage bs already holds this file (MD5 %s); nothing sent" % (image_uuid, md5)
+    assert second["msg"] == ("image 'it-128' (%s) on backup storage bs already holds disk.qcow2 (compared by md5); nothing sent "
+                             "(force=true uploads again)" % image_uuid)
+    assert second["compared"] == "md5" and second["md5"] == md5 and second["replaced"] == []
     final = counters(emu)
     assert delta(final, after, "slice_bytes") == 0 and delta(final, after, "logins") == delta(final, after, "logouts") == 1
 
@@ -136,7 +138,8 @@ def test_an_idle_upload_goes_suspended_and_the_next_run_resumes_it(ansible, zs, 
     assert result["bytes_sent"] == size - 3 * MiB == delta(counters(emu), before, "slice_bytes")
     assert emu.stored_sha256("zstack", partial.image_uuid) == digest
     committed, _ = ansible.module("upload_session_commit", zs.module_args(session_id=partial.session_id))
-    assert committed["changed"] is False and committed["status"] == "Ready"
+    assert committed["changed"] is False and committed["session"]["image_status"] == "Ready"
+    assert committed["msg"] == "upload session %s was already committed" % partial.session_id
 
 
 def test_info_commit_and_absent_are_idempotent(ansible, zs, emu, image, imagestore_partial_upload):
@@ -154,16 +157,17 @@ def test_info_commit_and_absent_are_idempotent(ansible, zs, emu, image, imagesto
     by_id, by_job, commit, checked, commit_checked = run.results
     (session,) = by_id["sessions"]
     assert by_id["changed"] is False and by_job["sessions"] == by_id["sessions"], run.output
-    assert (session["id"], session["provider"], session["state"], session["size"], session["bytes_received"]) == (job, "zstack", "running", size, MiB)
+    assert (session["id"], session["provider"], session["state"], session["size"], session["bytes_received"]) == (job, "zstack", "active", size, MiB)
+    assert session["raw_state"] == "Running" and session["image_uuid"] == partial.image_uuid and session["offset"] == MiB
     assert session["missing_ranges"] == [{"start": MiB, "end": size - 1}] and session["progress"] == 25.0
     assert session["raw"] == {"longJobUuid": job, "longJobState": "Running", "imageUuid": partial.image_uuid,
                               "imageUploadUrl": zs.endpoint + "/imagestore/upload", "offset": MiB}
     assert commit["failed"] and commit["missing_ranges"] == [{"start": MiB, "end": size - 1}]
-    assert commit["msg"] == ("upload job %s is Running and cannot finish: %d of %d bytes received, bytes %d-%d missing; run image_upload "
-                             "again to send the rest" % (job, MiB, size, MiB, size - 1))
+    assert commit["msg"] == ("upload session %s cannot be committed: %d bytes are missing (ranges %d-%d); run image_upload again to "
+                             "send them" % (job, size - MiB, MiB, size - 1))
     assert commit_checked["failed"] and commit_checked["msg"] == commit["msg"]
     assert checked["changed"] is True and checked["deleted"] == [job]
-    assert job_view(emu, job)["state"] == "Running"
+    assert job_view(emu, job)["state"] in ("Running", "Suspended")     # not canceled (the idle timer may have suspended it)
 
     run = ansible.run([
         ("imagestore.upload.upload_session_absent", zs.module_args(session_id=job)),
@@ -173,11 +177,13 @@ def test_info_commit_and_absent_are_idempotent(ansible, zs, emu, image, imagesto
         ("imagestore.upload.upload_session_commit", zs.module_args(session_id=job)),
     ])
     first, again, by_id, by_job, commit = run.results
-    assert first["changed"] is True and first["deleted"] == [job] and first["msg"] == "canceled 1 upload job(s)", run.output
+    assert first["changed"] is True and first["deleted"] == [job] and first["msg"] == "removed 1 upload session(s): %s" % job, run.output
     assert job_view(emu, job)["state"] == "Canceled" and Rest(zs).get("/images/" + partial.image_uuid) is None
-    assert again["changed"] is False and again["deleted"] == [] and again["purged"] == []
+    assert again["changed"] is False and again["deleted"] == [] and again.get("purged", []) == []
     assert by_id["sessions"] == [] and by_job["sessions"][0]["state"] == "canceled"
-    assert commit["failed"] and commit["msg"] == "upload job %s canceled: LONG_JOB.1000 long job[uuid:%s] has been canceled" % (job, job)
+    assert by_job["sessions"][0]["error"] == "LONG_JOB.1000 long job[uuid:%s] has been canceled" % job
+    assert commit["failed"] and commit["msg"] == ("upload session %s is canceled (Canceled): it cannot be committed; run image_upload "
+                                                  "again to start a new one" % job)
     assert_no_traceback(run.output)
 
 
@@ -185,14 +191,14 @@ def test_absent_cancels_and_purge_deletes_and_expunges(ansible, zs, emu, image, 
     src, _ = image(3 * MiB, seed=45, name="purge.qcow2")
     running = imagestore_partial_upload("zstack", src, fraction=0.5, chunk_size=MiB, name="it-purge")
     checked, _ = ansible.module("upload_session_absent", zs.module_args(image_id=running.image_id, purge=True), check=True)
-    assert checked["changed"] and checked["deleted"] == [running.session_id] and checked["purged"] == [running.image_uuid]
+    assert checked["changed"] and checked["deleted"] == [running.session_id]
     assert job_view(emu, running.session_id)["state"] == "Running"
     first, run = ansible.module("upload_session_absent", zs.module_args(image_id=running.image_id, purge=True))
     assert first["changed"] and first["deleted"] == [running.session_id], run.output
     assert job_view(emu, running.session_id)["state"] == "Canceled"
     assert Rest(zs).get("/images/" + running.image_uuid) is None
     second, _ = ansible.module("upload_session_absent", zs.module_args(image_id=running.image_id, purge=True))
-    assert second["changed"] is False and second["msg"] == "no unfinished upload job for image_id %s and no half-uploaded image" % running.image_id
+    assert second["changed"] is False and second["msg"] == "no upload session to remove for image_id %s" % running.image_id
 
     # an image deleted during its upload stays as Deleted (its job Failed): purge expunges it
     other, _ = image(3 * MiB, seed=46, name="deleted.qcow2")
@@ -201,7 +207,7 @@ def test_absent_cancels_and_purge_deletes_and_expunges(ansible, zs, emu, image, 
     assert rest.call("DELETE", "/images/" + failed.image_uuid).status_code == 200
     assert rest.get("/images/" + failed.image_uuid)["status"] == "Deleted"
     purged, run = ansible.module("upload_session_absent", zs.module_args(session_id=failed.session_id, purge=True))
-    assert purged["changed"] and purged["deleted"] == [] and purged["purged"] == [failed.image_uuid], run.output
+    assert purged["changed"] and purged["deleted"] == [failed.session_id] and purged["purged"] == [failed.image_uuid], run.output
     assert rest.get("/images/" + failed.image_uuid) is None
     again, _ = ansible.module("upload_session_absent", zs.module_args(session_id=failed.session_id, purge=True))
     assert again["changed"] is False
@@ -212,7 +218,7 @@ def test_purge_never_touches_a_finished_image(ansible, zs, emu, image):
     done, run = ansible.module("image_upload", upload_args(zs, src=src, name="it-kept"))
     assert done["changed"], run.output
     result, _ = ansible.module("upload_session_absent", zs.module_args(session_id=done["session_id"], purge=True))
-    assert result["changed"] is False and result["purged"] == []
+    assert result["changed"] is False and result["deleted"] == [] and result.get("purged", []) == []
     assert Rest(zs).get("/images/" + done["image_uuid"])["status"] == "Ready"
     assert emu.stored_sha256("zstack", done["image_uuid"]) == digest
 
@@ -256,13 +262,13 @@ def test_bad_input_fails_clearly_without_secrets(ansible, zs, emu, image, tmp_pa
         ("image_upload", upload_args(zs, src=src, name="it-bad", image_id="a/b"),
          "image_id 'a/b' is not usable as a ZStack upload id: give 1 to 255 letters, digits, '.', '_' or '-' (the default, the MD5 of the "
          "file, is one)"),
-        ("image_upload", upload_args(zs, src=src), "provider is zstack but all of the following are missing: name"),
+        ("image_upload", upload_args(zs, src=src), "provider zstack uploads with src, name, backup_storage: name is missing"),
         ("upload_session_info", zs.module_args(session_id="not-a-job"),
          "session_id 'not-a-job' is not a ZStack long job uuid: give the 32 hexadecimal digits image_upload returned as session_id "
          "(or look the job up by image_id)"),
-        ("upload_session_commit", zs.module_args(),
-         "provider zstack finds upload jobs by session_id (the long job uuid image_upload returned) or by image_id; give one of them"),
-        ("upload_session_commit", zs.module_args(image_id="no-such-upload"), "no upload job for image_id no-such-upload on ZStack"),
+        ("upload_session_commit", zs.module_args(), "provider zstack commits upload sessions by session_id, or by image_id; give one of them"),
+        ("upload_session_commit", zs.module_args(image_id="no-such-upload"),
+         "no upload session for image_id no-such-upload on %s (it was committed and forgotten, removed, or it expired)" % zs.endpoint),
     ]
     before = counters(emu)
     run = ansible.run([("imagestore.upload." + module, args) for module, args, _ in cases])
@@ -270,6 +276,8 @@ def test_bad_input_fails_clearly_without_secrets(ansible, zs, emu, image, tmp_pa
         assert result.get("failed") is True, (module, result)
         assert result["msg"] == message
     assert_no_traceback(run.output)
+    wrong_password = run.results[1]
+    assert "status" not in wrong_password and wrong_password["error_code"] == "ID.1000"    # no misleading HTTP 503
     assert secret not in run.output and hashlib.sha512(secret.encode()).hexdigest() not in run.output
     # no session uuid anywhere: the only 32-hex-digit strings in the output are the image_id and the backup storage's uuid
     assert set(re.findall(r"(?<![0-9a-f])[0-9a-f]{32}(?![0-9a-f])", run.output)) <= {BS_UUID}

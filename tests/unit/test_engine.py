@@ -257,3 +257,74 @@ def test_session_modules_select_commit_and_remove(tmp_path, clock):
     removed = SessionOps(h.protocol(path="x")).absent()
     assert removed["deleted"] == [sid] and not h.store.sessions
     assert not SessionOps(h.protocol(path="x")).absent()["changed"]
+
+
+def test_read_along_hashers_share_the_identity_read_and_never_read_alone(tmp_path, clock):
+    """A protocol's extra hashers (ZStack's per-slice MD5s) see every byte of the identity pass, and cause no read when
+    the identity digests are known without one (declared here)."""
+    h = Harness(tmp_path, clock, unit=RANGE)
+    payload = data(300 * 1024 + 5)
+    src = write(tmp_path / "a.img", payload)
+
+    class Along:
+        def __init__(self):
+            self.digest = hashlib.sha256()
+            self.fed = 0
+
+        def update(self, block):
+            self.fed += len(block)
+            self.digest.update(block)
+
+    read = Along()
+    p = h.protocol(src=src)
+    p.read_along = lambda f: (read,)
+    Engine(p).upload()
+    assert read.fed == len(payload) and read.digest.hexdigest() == sha(payload)
+    unread = Along()
+    p = h.protocol(src=src, force=True, checksum="sha256:" + sha(payload))
+    p.read_along = lambda f: (unread,)
+    Engine(p).upload()
+    assert unread.fed == 0
+
+
+def test_a_session_open_session_joined_counts_as_resumed_and_is_left_to_its_owner(tmp_path, clock):
+    """open_session may join a concurrent run's session (found, not owned): the result says resumed, and a failure
+    leaves that session to the run that opened it."""
+    h = Harness(tmp_path, clock, unit=RANGE)
+    payload = data(100 * 1024)
+    src = write(tmp_path / "a.img", payload)
+    p = h.protocol(src=src)
+    opened = p.open_session
+
+    def join(dest, key, files):
+        session = opened(dest, key, files)
+        session.found, session.owned = True, False
+        return session
+
+    p.open_session = join
+    result = Engine(p).upload()
+    assert result["resumed"] is True and h.store.stored_bytes("a.img") == payload
+    write(tmp_path / "a.img", data(100 * 1024, 3))
+    h.store.refuse_all = True
+    p = h.protocol(src=src)
+    p.open_session = join
+    with pytest.raises(TransferError) as err:
+        Engine(p).upload()
+    assert err.value.details["session_cleanup"] == "left" and not p.aborted
+
+
+def test_what_abort_removed_is_named_in_the_failure_message(tmp_path, clock):
+    h = Harness(tmp_path, clock, unit=RANGE)
+    src = write(tmp_path / "a.img", data(50000))
+    h.store.corrupt_on_commit = True
+    p = h.protocol(src=src)
+    removing = p.abort
+
+    def abort(session, dest, reason, keep):
+        session.cleanup_note = "the stored copy was deleted"
+        return removing(session, dest, reason, keep)
+
+    p.abort = abort
+    with pytest.raises(VerificationError) as err:
+        Engine(p).upload()
+    assert err.value.message.endswith("was removed with what it had received (the stored copy was deleted)")

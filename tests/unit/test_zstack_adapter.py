@@ -1,4 +1,4 @@
-"""ZStack adapter pieces: the streamed multipart body, error mapping, defaults, and the client against a scripted server."""
+"""ZStack wire pieces: the streamed multipart body, error mapping, defaults, and the client against a scripted server."""
 
 import email
 import hashlib
@@ -8,13 +8,15 @@ import os
 import pytest
 import requests
 
-from ansible_collections.imagestore.upload.plugins.module_utils._base import Deadline
-from ansible_collections.imagestore.upload.plugins.module_utils._http import ApiError, HttpClient, ImageStoreError
-from ansible_collections.imagestore.upload.plugins.module_utils._upload import Source
-from ansible_collections.imagestore.upload.plugins.module_utils._zstack import (
-    MultipartSlice, SliceConflict, SliceGridError, ZStackApiError, ZStackClient, describe_error, image_options, job_error,
-    parse_error, resume_slice_size, sha512_hex,
+from ansible_collections.imagestore.upload.plugins.module_utils._errors import ApiError, ImageStoreError
+from ansible_collections.imagestore.upload.plugins.module_utils._http import OK, RETRY, HttpClient
+from ansible_collections.imagestore.upload.plugins.module_utils._source import Source
+from ansible_collections.imagestore.upload.plugins.module_utils._wait import Deadline
+from ansible_collections.imagestore.upload.plugins.module_utils._zstack_client import (
+    SliceConflict, SliceGridError, ZStackApiError, ZStackClient, classify, describe_error, job_error, parse_error, sha512_hex,
 )
+from ansible_collections.imagestore.upload.plugins.module_utils._zstack_jobs import image_options, resume_slice_size
+from ansible_collections.imagestore.upload.plugins.module_utils._zstack_multipart import MultipartSlice
 
 MiB = 1024 * 1024
 SESSION_A = "a" * 32
@@ -155,9 +157,9 @@ class Server:
 def scripted(http_server):
     def start(answers):
         server = Server(answers, http_server)
-        api = ZStackClient(HttpClient(server.url, backoff=0.01, error_parser=parse_error), "admin", "pw", Deadline(None),
-                           sleep=lambda s: None)
-        return server, api
+        deadline = Deadline(None, sleep=lambda s: None)
+        http = HttpClient(server.url, backoff=0.01, error_parser=parse_error, classify=classify, deadline=deadline)
+        return server, ZStackClient(http, "admin", "pw", deadline)
 
     return start
 
@@ -208,9 +210,10 @@ def test_a_503_without_an_error_code_is_retried_by_the_http_layer(scripted):
 def test_wrong_password(scripted):
     server, api = scripted([(503, error("ID.1000", "wrong account name or password"))])
     with pytest.raises(ImageStoreError) as err:
-        api.login()
+        api.tokens.current()
     assert err.value.message == ("login to ZStack at %s as admin failed (ID.1000 wrong account name or password): check username and "
                                  "password" % server.url)
+    assert err.value.status is None and err.value.code == "ID.1000"     # the 503 is RestServer's envelope, not an outage
 
 
 def test_upload_job_details_falls_back_to_put_on_405_and_remembers_it(scripted):
@@ -234,7 +237,7 @@ def test_no_details_api_is_a_clear_error(scripted):
 
 def test_the_session_uuid_never_reaches_a_message(scripted):
     server, api = scripted([login_ok(SESSION_A), (400, ("no such session /zstack/v1/accounts/sessions/%s" % SESSION_A).encode())])
-    api.login()
+    api.tokens.current()
     with pytest.raises(ImageStoreError) as err:
         api.logout()
     assert SESSION_A not in err.value.message and "<session>" in err.value.message
@@ -292,3 +295,26 @@ def test_a_406_answering_a_retried_slice_counts_as_sent(scripted, source):
     server, api = scripted([(500, b"boom"), (406, error("SYS.1006", "slice 1 is already present"))])
     md5 = hashlib.md5(open(source.path, "rb").read()[65536:131072]).hexdigest()
     assert api.send_slice(server.url + "/imagestore/upload", "i", source.size, 1, 65536, 131071, source, md5, "d.qcow2") == "accepted"
+
+
+def test_classify_tells_the_http_layer_which_503_is_an_answer():
+    def answer(status, body, headers=None):
+        r = response(status, body)
+        r.headers.update(headers or {})
+        return r
+
+    assert classify(answer(503, error("SYS.1007", "bad"))) == OK                     # the API's answer: the client reads it
+    assert classify(answer(503, error("ID.1001", "expired"))) == OK
+    for code in ("SYS.1009", "SYS.1010", "SYS.1011", "SYS.1012"):
+        assert classify(answer(503, error(code, "the call never ran"))) == RETRY
+    assert classify(answer(503, error("SYS.1007", "busy"), {"Retry-After": "1"})) == RETRY
+    assert classify(answer(503, b"Service Unavailable")) is None                      # an outage: the default rule (retried)
+    assert classify(answer(500, error("SYS.1000", "internal"))) is None
+
+
+def test_a_request_that_never_ran_is_repeated_even_when_it_is_a_post(scripted):
+    """SYS.1010 on a submit: the call did not run, so repeating the POST cannot make two jobs."""
+    server, api = scripted([login_ok(SESSION_A), (503, error("SYS.1010", "not ready")),
+                            (200, {"inventory": {"uuid": "job1", "state": "Waiting"}})])
+    assert api.submit_add_image("id1", {"name": "n"})["uuid"] == "job1"
+    assert [seen[:2] for seen in server.seen[1:]] == [("POST", "/zstack/v1/longjobs")] * 2
