@@ -15,7 +15,7 @@ options:
     description:
       - Service Fabric. Image store relative path of the file (or application package folder), for example
         V(images/disk.vhd). Absolute paths, C(..) segments and control characters are refused.
-      - Required when O(provider=servicefabric).
+      - Required with O(provider=servicefabric).
     type: str
   compress:
     description:

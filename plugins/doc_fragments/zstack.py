@@ -65,9 +65,14 @@ options:
       - M(imagestore.upload.upload_session_info) lists the unfinished upload jobs of this id; commit and absent also
         see the finished jobs this collection submitted for it.
     type: str
+'''
+
+    # Options of upload_session_absent only, for provider zstack
+    ABSENT = r'''
+options:
   purge:
     description:
-      - ZStack, M(imagestore.upload.upload_session_absent) only. Also delete (C(deleteMode=Permissive)) and expunge the
+      - ZStack. Also delete (C(deleteMode=Permissive)) and expunge the
         image of an upload job that did not succeed. The image of a Succeeded job is never touched.
     type: bool
     default: false

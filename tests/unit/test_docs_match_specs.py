@@ -80,3 +80,12 @@ def test_each_provider_documents_exactly_its_own_options(provider):
             assert re.match(r"^(%s\.|%s only\.)" % (re.escape(
                 {"servicefabric": "Service Fabric", "vsphere": "vSphere", "zstack": "ZStack"}.get(provider, provider)),
                 re.escape(provider)), text), "%s: %s should say which provider it is for" % (provider, option)
+
+
+@pytest.mark.parametrize("provider", sorted(PROVIDERS))
+def test_required_options_say_so_for_their_provider(provider):
+    cls = PROVIDERS[provider]
+    documented = fragment("%s.DOCUMENTATION" % provider).get("options") or {}
+    for option in cls.required:
+        text = " ".join(documented[option]["description"])
+        assert "Required with O(provider=%s)" % provider in text, "%s: %s" % (provider, option)
