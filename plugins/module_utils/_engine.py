@@ -84,13 +84,13 @@ class Engine:
         self.parallel = self.params.get("parallel") or DEFAULT_PARALLEL
         self.restarts = 0
         self.conflicts = 0
+        self.cache = DigestCache(DigestCache.default_path()) if self.params.get("digest_cache", True) else None
 
     # -- local files --------------------------------------------------------------------------------
     def make_source(self, path, option="src"):
         """Check and open one local file: the one place that decides which files upload."""
         check_local(path, option)
-        use_cache = self.params.get("digest_cache", True)
-        return Source(path, DigestCache(DigestCache.default_path()) if use_cache else None, check=self.deadline.check)
+        return Source(path, self.cache, check=self.deadline.check)
 
     def local_files(self):
         src = self.params["src"]
@@ -114,6 +114,13 @@ class Engine:
 
     # -- image_upload state=present -------------------------------------------------------------------
     def upload(self):
+        try:
+            return self._upload()
+        finally:
+            if self.cache is not None:
+                self.cache.flush()
+
+    def _upload(self):
         p = self.p
         self.reporter.phase("looking at the source")
         files = self.local_files()

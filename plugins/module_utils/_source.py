@@ -13,6 +13,7 @@
   bounded by chunk size x parallel); digests come from one read, several algorithms side by side, or
   in the background while the bytes go out, and are cached by identity (never for a block device,
   whose content can change without its metadata).
+* the digest cache is ``_digest_cache.DigestCache``;
 * ``checksum`` (``sha256:<hex>``): a digest the user declares is used for identity at once (no pass
   before the first byte) and verified against the bytes actually read before the commit.
 """
@@ -22,17 +23,19 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import hashlib
-import json
 import os
 import stat
-import tempfile
 import threading
 
+from ansible_collections.imagestore.upload.plugins.module_utils._digest_cache import DigestCache, identity_text  # noqa: F401  (re-exported)
 from ansible_collections.imagestore.upload.plugins.module_utils._errors import LocalFileError, SourceChangedError, VerificationError
 from ansible_collections.imagestore.upload.plugins.module_utils._hashing import feed
 
 MiB = 1024 * 1024
 READ_BLOCK = 4 * MiB
+#: files from this size on are hashed by one process at a time, the others waiting for its result (Ansible forks
+#: uploading one image to several stores hash it once)
+SHARE_ABOVE = 64 * MiB
 KINDS = ((stat.S_ISCHR, "a character device"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
          (stat.S_ISDIR, "a directory"))
 
@@ -68,11 +71,6 @@ def check_local(path, option="src", directory_ok=False):
     if not os.access(path, os.R_OK):
         raise LocalFileError("%s: %s is not readable by the user running the module" % (option, path))
     return kind
-
-
-def identity_text(identity):
-    """``dev:ino:size:mtime_ns:ctime_ns``: the text form of a Source's identity."""
-    return ":".join(str(x) for x in identity)
 
 
 def parse_checksum(value, option="checksum"):
@@ -245,6 +243,20 @@ class Source:
         wanted = [a for a in algorithms if a not in known]
         if not wanted and not also:
             return known
+        if wanted and not also and self.cache is not None and self.size >= SHARE_ABOVE:
+            # another process (a fork of the same play) may be hashing this very file: wait for it, take its result
+            with self.cache.hashing(self.path, self.identity, self.check):
+                found = self.cache.get(self.path, self.identity, fresh=True)
+                if all(a in found for a in wanted):
+                    with self._lock:
+                        for a in wanted:
+                            self._digests[a] = found[a]
+                            self.from_cache.add(a)
+                    return self.cached_digests(algorithms)
+                return self._compute(algorithms, wanted, also)
+        return self._compute(algorithms, wanted, also)
+
+    def _compute(self, algorithms, wanted, also):
         hashers = [hashlib.new(a) for a in wanted]
         doing = "computing the %s of %s" % ("/".join(a.upper() for a in wanted) or "slice digests", self.path)
         blocks = self._checked_blocks(doing) if self.size else iter(())
@@ -257,6 +269,8 @@ class Source:
         self.check_unchanged()
         if self.cache is not None:
             self.cache.put(self.path, self.identity, found)
+            if self.size >= SHARE_ABOVE:
+                self.cache.flush()             # at once: other processes waiting for this file read it now
         return dict((a, found[a]) for a in algorithms)
 
     def _checked_blocks(self, doing):
@@ -312,64 +326,3 @@ class BackgroundDigests:
         if self._error is not None:
             raise self._error
         return dict(self._result)
-
-
-class DigestCache:
-    """Digests of local files keyed by (path, device, inode, size, mtime_ns, ctime_ns), in one small JSON file.
-
-    A file that is written to gets a new ctime (and usually mtime, size or inode), so its old entry no
-    longer matches and the digest is computed again. ``path=None`` disables the cache.
-    """
-
-    MAX_ENTRIES = 512
-
-    def __init__(self, path):
-        self.path = path
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def default_path():
-        override = os.environ.get("IMAGESTORE_DIGEST_CACHE")
-        if override is not None:
-            return override or None
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        return os.path.join(base, "imagestore-upload", "digests.json")
-
-    @staticmethod
-    def _key(path, identity):
-        return "%s|%s" % (os.path.abspath(path), identity_text(identity))
-
-    def _load(self):
-        try:
-            with open(self.path) as fh:
-                data = json.load(fh)
-            return data if isinstance(data, dict) else {}
-        except (OSError, IOError, ValueError):
-            return {}
-
-    def get(self, path, identity):
-        if not self.path:
-            return {}
-        return dict(self._load().get(self._key(path, identity), {}))
-
-    def put(self, path, identity, digests):
-        if not self.path:
-            return
-        with self._lock:
-            try:
-                data = self._load()
-                prefix = os.path.abspath(path) + "|"
-                for key in [k for k in data if k.startswith(prefix)]:
-                    del data[key]          # older versions of the same file
-                data[self._key(path, identity)] = dict(digests)
-                while len(data) > self.MAX_ENTRIES:
-                    data.pop(next(iter(data)))
-                folder = os.path.dirname(self.path)
-                if folder and not os.path.isdir(folder):
-                    os.makedirs(folder, mode=0o700)
-                fd, tmp = tempfile.mkstemp(dir=folder or ".", prefix=".digests.")
-                with os.fdopen(fd, "w") as fh:
-                    json.dump(data, fh)
-                os.replace(tmp, self.path)
-            except (OSError, IOError):
-                pass               # a cache that cannot be written only costs a re-read next time
