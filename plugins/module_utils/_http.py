@@ -22,6 +22,7 @@ __metaclass__ = type
 
 import base64
 import os
+import socket
 import ssl
 
 try:
@@ -46,6 +47,7 @@ try:
 except ImportError:  # pragma: no cover - Python 2 is not supported, but sanity imports on it
     from urlparse import urlsplit
 
+from ansible_collections.imagestore.upload.plugins.module_utils._bodies import Segment
 from ansible_collections.imagestore.upload.plugins.module_utils._errors import ApiError, ImageStoreError, TransportError
 from ansible_collections.imagestore.upload.plugins.module_utils._wait import Deadline
 
@@ -142,49 +144,58 @@ def make_retry_policy(retries, backoff, backoff_max):
         return policy
 
 
-def warm_adapter(path, threshold, **kwargs):
-    """An HTTPAdapter whose connections carry a small ``GET path`` before their first body larger than ``threshold``.
+def make_adapter(warm_up=None, **kwargs):
+    """The HTTPAdapter of a run: its connections send FileRange pieces with sendfile on plain sockets, and, with
+    ``warm_up=(path, threshold)``, carry a small ``GET path`` before their first body larger than ``threshold``.
 
-    Gateways that ask for the client certificate by renegotiating TLS after a request arrives (HTTP.sys, under
-    Service Fabric's HTTP gateway on Windows) fail a large first body on a fresh connection (403, or a hang); a
-    small request first lets the renegotiation happen while nothing is in flight. A connection that reconnects
-    is fresh again.
+    Warm-up: gateways that ask for the client certificate by renegotiating TLS after a request arrives (HTTP.sys, under
+    Service Fabric's HTTP gateway on Windows) fail a large first body on a fresh connection (403, or a hang); a small
+    request first lets the renegotiation happen while nothing is in flight. A connection that reconnects is fresh again.
     """
 
-    class WarmMixin(object):
+    class Mixin(object):
         _imagestore_warm = False
 
         def connect(self):
             self._imagestore_warm = False
-            return super(WarmMixin, self).connect()
+            return super(Mixin, self).connect()
 
         def request(self, method, url, body=None, headers=None, **kw):
-            length = 0
-            for key, value in (headers or {}).items():
-                if key.lower() == "content-length":
-                    length = int(value or 0)
-            if not self._imagestore_warm and length > threshold:
-                http_client.HTTPConnection.request(self, "GET", path, headers={"User-Agent": USER_AGENT})
-                answer = http_client.HTTPConnection.getresponse(self)
-                answer.read()
-                answer.close()
+            if warm_up and not self._imagestore_warm:
+                length = 0
+                for key, value in (headers or {}).items():
+                    if key.lower() == "content-length":
+                        length = int(value or 0)
+                if length > warm_up[1]:
+                    http_client.HTTPConnection.request(self, "GET", warm_up[0], headers={"User-Agent": USER_AGENT})
+                    answer = http_client.HTTPConnection.getresponse(self)
+                    answer.read()
+                    answer.close()
             self._imagestore_warm = True
-            return super(WarmMixin, self).request(method, url, body=body, headers=headers, **kw)
+            return super(Mixin, self).request(method, url, body=body, headers=headers, **kw)
 
-    class WarmHTTPConnection(WarmMixin, HTTPConnection):
+        def send(self, data):
+            if isinstance(data, Segment) and type(self.sock) is socket.socket:     # plain TCP: the kernel copies the pages
+                sent = self.sock.sendfile(data.body.fileobj(), data.offset, data.count)
+                if sent < data.count:
+                    raise data.body.shorter()
+                return
+            return super(Mixin, self).send(data)
+
+    class Connection(Mixin, HTTPConnection):
         pass
 
-    class WarmHTTPSConnection(WarmMixin, HTTPSConnection):
+    class SecureConnection(Mixin, HTTPSConnection):
         pass
 
-    class WarmHTTPPool(HTTPConnectionPool):
-        ConnectionCls = WarmHTTPConnection
+    class Pool(HTTPConnectionPool):
+        ConnectionCls = Connection
 
-    class WarmHTTPSPool(HTTPSConnectionPool):
-        ConnectionCls = WarmHTTPSConnection
+    class SecurePool(HTTPSConnectionPool):
+        ConnectionCls = SecureConnection
 
     adapter = HTTPAdapter(**kwargs)
-    adapter.poolmanager.pool_classes_by_scheme = {"http": WarmHTTPPool, "https": WarmHTTPSPool}
+    adapter.poolmanager.pool_classes_by_scheme = {"http": Pool, "https": SecurePool}
     return adapter
 
 
@@ -193,7 +204,7 @@ class HttpClient:
 
     ``error_parser(response) -> (code, message)`` turns the provider's error body into a code and a
     message; ``classify(response) -> OK | RETRY | ERROR | None`` (None: the default rule) lets a
-    protocol decide whether an answer is worth repeating; ``warm_up=(path, threshold)``: see warm_adapter.
+    protocol decide whether an answer is worth repeating; ``warm_up=(path, threshold)``: see make_adapter.
     """
 
     def __init__(self, endpoint, validate_certs=True, ca_path=None, client_cert=None, client_key=None,
@@ -213,8 +224,7 @@ class HttpClient:
         self.session = requests.Session()
         self.session.trust_env = False      # no CA bundle, .netrc or proxy from the environment behind the options' back
         self.use_proxy = use_proxy
-        pool = dict(pool_connections=2, pool_maxsize=max(2, pool_size), max_retries=0)
-        adapter = warm_adapter(warm_up[0], warm_up[1], **pool) if warm_up else HTTPAdapter(**pool)
+        adapter = make_adapter(warm_up, pool_connections=2, pool_maxsize=max(2, pool_size), max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         if not validate_certs:

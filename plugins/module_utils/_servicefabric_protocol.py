@@ -178,7 +178,7 @@ class ServiceFabric(Protocol):
 
     def send(self, session, f, start, end):
         try:
-            self.api.upload_chunk(session.extra["path"], session.id, start, end, f.size, lambda: f.source.reader(start, end))
+            self.api.upload_chunk(session.extra["path"], session.id, start, end, f.size, lambda: f.source.body(start, end))
         except ApiError as exc:
             if exc.code == RANGE_NOT_SATISFIABLE or exc.status == 404:
                 raise Conflict(exc.message, status=exc.status, code=exc.code)
@@ -190,7 +190,7 @@ class ServiceFabric(Protocol):
 
     def put_whole(self, dest, f):
         before = dest["stored"].get(f.name)
-        self.put_small(self.target(dest, f), lambda: f.source.reader(0, f.size - 1) if f.size else b"", f.size, before)
+        self.put_small(self.target(dest, f), lambda: f.source.body(0, f.size - 1) if f.size else b"", f.size, before)
         dest["pending"].append(f)
         return f.size
 

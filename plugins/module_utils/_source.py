@@ -27,6 +27,7 @@ import os
 import stat
 import threading
 
+from ansible_collections.imagestore.upload.plugins.module_utils._bodies import FileRange
 from ansible_collections.imagestore.upload.plugins.module_utils._digest_cache import DigestCache, identity_text  # noqa: F401  (re-exported)
 from ansible_collections.imagestore.upload.plugins.module_utils._errors import LocalFileError, SourceChangedError, VerificationError
 from ansible_collections.imagestore.upload.plugins.module_utils._hashing import feed
@@ -172,6 +173,10 @@ class Source:
     def check(self, doing):
         if self._check is not None:
             self._check(doing)
+
+    def body(self, start, end, hashers=()):
+        """Bytes ``[start, end]`` as a request body (sendfile where the connection allows; see _bodies.FileRange)."""
+        return FileRange(self.path, start, end, hashers=hashers, check=self._sending if self._check is not None else None)
 
     def reader(self, start, end, hashers=()):
         return SliceReader(self.path, start, end, hashers=hashers, check=self._sending if self._check is not None else None)

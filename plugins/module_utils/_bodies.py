@@ -1,0 +1,99 @@
+# -*- coding: utf-8 -*-
+# Copyright: imagestore.upload contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Request bodies read from the file to upload (private).
+
+``FileRange`` is a byte range of a file as a request body. On a plain-HTTP connection of this collection's HTTP layer
+(``_http.py``) it goes by ``socket.sendfile``: the kernel copies the file's pages to the socket, with no Python
+bytes in between (the client's CPU per GiB falls below curl's). On TLS, or where the bytes sent must also be digested
+(``hashers``), it is read in large blocks and written as such. Either way ``check()`` (the run's deadline) runs
+between pieces, and a file that became shorter fails as a changed source, never as a short body.
+
+requests sees an iterable with a length: it sends ``Content-Length`` and hands each piece to the connection.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+
+from ansible_collections.imagestore.upload.plugins.module_utils._errors import SourceChangedError
+
+MiB = 1024 * 1024
+READ_BLOCK = 4 * MiB
+SEGMENT = 16 * MiB
+
+
+class Segment(object):
+    """A piece of a FileRange that a connection may send with sendfile (others iterate it: large reads)."""
+
+    __slots__ = ("body", "offset", "count")
+
+    def __init__(self, body, offset, count):
+        self.body = body
+        self.offset = offset
+        self.count = count
+
+    def __len__(self):
+        return self.count
+
+    def __iter__(self):
+        return self.body.buffered(self.offset, self.count)
+
+
+class FileRange(object):
+    """Bytes ``[start, end]`` of ``path`` as a request body (``end < start``: empty)."""
+
+    def __init__(self, path, start, end, hashers=(), check=None):
+        self.path = path
+        self.start = start
+        self.count = max(0, end - start + 1)
+        self.hashers = tuple(hashers)
+        self.check = check
+        self._file = None
+        self.len = self.count
+
+    def __len__(self):
+        return self.count
+
+    def __iter__(self):
+        if self.hashers:                    # the bytes themselves are needed: read them
+            for block in self.buffered(self.start, self.count):
+                yield block
+            return
+        pos, end = self.start, self.start + self.count
+        while pos < end:
+            if self.check is not None:
+                self.check()
+            count = min(SEGMENT, end - pos)
+            yield Segment(self, pos, count)
+            pos += count
+
+    def buffered(self, offset, count):
+        fd = self.fileobj().fileno()
+        pos, end = offset, offset + count
+        while pos < end:
+            if self.check is not None:
+                self.check()
+            data = os.pread(fd, min(READ_BLOCK, end - pos), pos)
+            if not data:
+                raise self.shorter()
+            for hasher in self.hashers:
+                hasher.update(data)
+            pos += len(data)
+            yield data
+
+    def fileobj(self):
+        if self._file is None:
+            self._file = open(self.path, "rb")
+        return self._file
+
+    def shorter(self):
+        return SourceChangedError("%s became shorter while it was being uploaded; run again to upload its current content"
+                                  % self.path)
+
+    def close(self):
+        if self._file is not None:
+            self._file.close()
+            self._file = None
