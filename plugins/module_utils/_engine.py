@@ -132,7 +132,7 @@ class Engine:
             held = stored.get(f.name)
             if held is not None or not self._whole(f):
                 self.reporter.phase("computing the digests of %s" % f.path)
-                f.digests = f.source.identity_digests(p.digests, also=p.read_along(f))
+                f.digests = f.source.identity_digests(p.digests)
             verdicts[f.name] = p.holds(dest, held, f) if held is not None else Verdict(False, "absent")
         force = bool(self.params.get("force"))
         todo = [f for f in files if force or not verdicts[f.name].same]

@@ -1,8 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: imagestore.upload contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Digests computed beside other work (private): a hasher in a thread of its own, several hashers fed by one
-read, and the digest of every slice of a fixed grid.
+"""Digests computed beside other work (private): a hasher in a thread of its own, several hashers fed by one read.
 
 hashlib releases the GIL on large buffers, so digests fed from one read run side by side on several cores.
 """
@@ -11,43 +10,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import hashlib
 import threading
 
 try:
     import queue
 except ImportError:  # pragma: no cover - Python 2 is not supported, but sanity imports on it
     import Queue as queue
-
-
-class SliceDigests:
-    """A hasher-like object giving the digest of every slice of a fixed grid, fed with the whole file in order."""
-
-    def __init__(self, algorithm, grid, size):
-        self.algorithm = algorithm
-        self.grid = grid
-        self.size = size
-        self.digests = {}
-        self._start = 0
-        self._current = hashlib.new(algorithm)
-        self._filled = 0
-
-    def update(self, data):
-        view = memoryview(data)
-        while len(view):
-            take = min(len(view), self.grid - self._filled)
-            self._current.update(view[:take])
-            self._filled += take
-            view = view[take:]
-            if self._filled == self.grid or self._start + self._filled == self.size:
-                self._close()
-
-    def _close(self):
-        end = self._start + self._filled - 1
-        self.digests[(self._start, end)] = self._current.hexdigest()
-        self._start = end + 1
-        self._current = hashlib.new(self.algorithm)
-        self._filled = 0
 
 
 class ThreadedHasher:

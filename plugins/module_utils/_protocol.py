@@ -165,7 +165,6 @@ class Protocol:
 
     Hooks of ``image_upload`` (in the order the engine calls them):
       local_files(src) -> [LocalFile];  destination(files) -> dest;  stored(dest, files) -> {name: Stored};
-      read_along(file) -> hashers fed by the identity digest pass, when the file is read for it;
       holds(dest, stored, file) -> Verdict;  resume_key(dest, files) -> str;
       find_session(dest, key, files) -> Session | None;  open_session(dest, key, files) -> Session;
       missing(session, files) -> {name: [ranges]};  send(session, file, start, end) -> bytes accepted;
@@ -241,11 +240,6 @@ class Protocol:
     def local_files(self, src, make_source):
         """The files of ``src``; ``make_source(path, option)`` checks and opens one. Default: one file, its base name."""
         return [LocalFile(os.path.basename(src), make_source(src, "src"))]
-
-    def read_along(self, f):
-        """Hasher-like objects (``update(bytes)``) to feed with the file's bytes when the engine reads it for its identity
-        digests (none when they are cached or declared): e.g. digests of every slice, from the same read. Default: none."""
-        return ()
 
     def holds(self, dest, stored, f):
         return compare(stored, f, self.digests)

@@ -228,27 +228,22 @@ class Source:
         found.update(self.cached_digests(algorithms))
         return found
 
-    def identity_digests(self, algorithms=("sha256",), also=()):
+    def identity_digests(self, algorithms=("sha256",)):
         """Digests that name the content (resume keys, comparisons): declared ones are taken as given (and verified
-        after the transfer), the others computed in one read (or cached). ``also``: hasher-like objects fed by that
-        read when there is one (never a read of their own: a protocol's per-slice digests, for example)."""
+        after the transfer), the others computed in one read (or cached)."""
         known = self.known(algorithms)
         wanted = [a for a in algorithms if a not in known]
         if wanted:
-            known.update(self.digests(wanted, also=also))
+            known.update(self.digests(wanted))
         return dict((a, known[a]) for a in algorithms)
 
-    def digests(self, algorithms=("sha256",), also=()):
-        """Hex digests of the whole file for each algorithm, in one sequential read (cached).
-
-        ``also``: more hasher-like objects (``update(bytes)``) fed with the same read when the file
-        has to be read anyway, such as a SliceDigests.
-        """
+    def digests(self, algorithms=("sha256",)):
+        """Hex digests of the whole file for each algorithm, in one sequential read, each in a thread (cached)."""
         known = self.cached_digests(algorithms)
         wanted = [a for a in algorithms if a not in known]
-        if not wanted and not also:
+        if not wanted:
             return known
-        if wanted and not also and self.cache is not None and self.size >= SHARE_ABOVE:
+        if self.cache is not None and self.size >= SHARE_ABOVE:
             # another process (a fork of the same play) may be hashing this very file: wait for it, take its result
             with self.cache.hashing(self.path, self.identity, self.check):
                 found = self.cache.get(self.path, self.identity, fresh=True)
@@ -258,14 +253,13 @@ class Source:
                             self._digests[a] = found[a]
                             self.from_cache.add(a)
                     return self.cached_digests(algorithms)
-                return self._compute(algorithms, wanted, also)
-        return self._compute(algorithms, wanted, also)
+                return self._compute(algorithms, wanted)
+        return self._compute(algorithms, wanted)
 
-    def _compute(self, algorithms, wanted, also):
+    def _compute(self, algorithms, wanted):
         hashers = [hashlib.new(a) for a in wanted]
-        doing = "computing the %s of %s" % ("/".join(a.upper() for a in wanted) or "slice digests", self.path)
-        blocks = self._checked_blocks(doing) if self.size else iter(())
-        feed(hashers + list(also), blocks)
+        doing = "computing the %s of %s" % ("/".join(a.upper() for a in wanted), self.path)
+        feed(hashers, self._checked_blocks(doing) if self.size else iter(()))
         with self._lock:
             for a, h in zip(wanted, hashers):
                 self._digests[a] = h.hexdigest()

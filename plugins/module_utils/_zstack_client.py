@@ -384,7 +384,7 @@ class ZStackClient:
         return image, job
 
     # -- the slice receiver -------------------------------------------------------------------------
-    def send_slice(self, url, image_uuid, image_size, index, start, end, source, md5, filename):
+    def send_slice(self, url, image_uuid, image_size, index, start, end, source, filename):
         """POST one slice to the image store: "accepted" (200, or 406 answering a retry: the attempt whose answer was lost had
         landed) or "present" (406: received before). Raises SliceConflict on 409/416 and on 400 ``SYS.1006`` (the job takes no
         bytes now), SliceGridError when the receiver refuses the slice geometry, ApiError otherwise (404: the image is gone).
@@ -396,7 +396,7 @@ class ZStackClient:
             "Content-Type": "multipart/form-data; boundary=%s" % boundary,
             "Content-Length": str(MultipartSlice(source, start, end, filename, boundary).len),
             "X-IMAGE-UUID": image_uuid, "X-IMAGE-SIZE": str(image_size), "X-SLICE-OFFSET": str(start),
-            "X-SLICE-SIZE": str(end - start + 1), "X-SLICE-INDEX": str(index), "X-SLICE-MD5": md5,
+            "X-SLICE-SIZE": str(end - start + 1), "X-SLICE-INDEX": str(index),
             "Content-Range": "bytes %d-%d/%d" % (start, end, image_size),
         }
         attempts = []

@@ -7,7 +7,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import hashlib
 import os
 import re
 
@@ -17,19 +16,11 @@ def multipart_filename(src):
     return re.sub(r"[^A-Za-z0-9._-]", "_", os.path.basename(src or ""))[:200] or "image"
 
 
-def slice_md5(source, start, end):
-    """MD5 of bytes [start, end] of the file, in one pass over that slice (it is not kept in memory)."""
-    digest = hashlib.md5()
-    for block in source.blocks(start, end):
-        digest.update(block)
-    return digest.hexdigest()
-
-
 class MultipartSlice:
-    """A multipart/form-data body with one file part, streamed: preamble, the slice read from the file, epilogue.
+    """A multipart/form-data body with one file part, streamed: preamble, the slice from the file, epilogue.
 
-    ``len`` (and ``len()``) is the exact body size before anything is read, so the request carries a
-    Content-Length; the file is opened on the first ``read()`` and read in blocks, never held whole.
+    ``len()`` is the exact body size before anything is read, so the request carries a Content-Length; the slice goes
+    as the pieces of a FileRange (sendfile on plain HTTP, large reads on TLS), never held whole.
     """
 
     def __init__(self, source, start, end, filename, boundary):
@@ -37,41 +28,21 @@ class MultipartSlice:
         self._head = ('--%s\r\nContent-Disposition: form-data; name="file"; filename="%s"\r\n'
                       'Content-Type: application/octet-stream\r\n\r\n' % (boundary, filename)).encode("ascii")
         self._tail = ("\r\n--%s--\r\n" % boundary).encode("ascii")
-        self._source = source
-        self._range = (start, end)
-        self._reader = None
-        self._parts = None
-        self.len = len(self._head) + (end - start + 1) + len(self._tail)
-        self._read = 0
+        self._body = source.body(start, end)
+        self.len = len(self._head) + len(self._body) + len(self._tail)
 
     @property
     def content_type(self):
         return "multipart/form-data; boundary=%s" % self.boundary
 
     def __len__(self):
-        return self.len - self._read
+        return self.len
 
-    def read(self, size=-1):
-        if self._parts is None:
-            self._reader = self._source.reader(*self._range)
-            self._parts = [self._head, self._reader, self._tail]
-        while self._parts:
-            part = self._parts[0]
-            if isinstance(part, bytes):
-                if size is None or size < 0 or size >= len(part):
-                    data = self._parts.pop(0)
-                else:
-                    data, self._parts[0] = part[:size], part[size:]
-            else:
-                data = part.read(size)
-                if not data:
-                    self._parts.pop(0)
-                    continue
-            if data:
-                self._read += len(data)
-                return data
-        return b""
+    def __iter__(self):
+        yield self._head
+        for piece in self._body:
+            yield piece
+        yield self._tail
 
     def close(self):
-        if self._reader is not None:
-            self._reader.close()
+        self._body.close()

@@ -6,8 +6,9 @@
 The session is the upload's long job (``session_id`` = its uuid); the unit is a slice of the job's grid (fixed by
 the server from the first slice). docs/zstack.md tells the whole flow; what is decided here:
 
-* identity is the file's MD5 (the default image_id, what ``md5Sum`` is checked against) and SHA-256; the MD5 of
-  every slice comes from the same read (``read_along``) when the file is read for them;
+* identity is the file's MD5 (the default image_id, what ``md5Sum`` is checked against) and SHA-256, from one read;
+  slices carry no X-SLICE-MD5 (optional for the receiver; the image's md5Sum, checked after Ready, covers every
+  byte, and a slice digest would cost a third MD5 pass);
 * a Ready image named ``name`` on the backup storage with this MD5 (or, without ``md5Sum``, whose upload job's
   mark names it) is "nothing to do"; otherwise the new image replaces the other Ready images of that name once it
   is Ready and verified (``replace: false`` refuses before anything is sent, naming them);
@@ -30,7 +31,6 @@ import threading
 from ansible_collections.imagestore.upload.plugins.module_utils._errors import (
     ApiError, BadInput, Conflict, ImageStoreError, SessionLost, VerificationError,
 )
-from ansible_collections.imagestore.upload.plugins.module_utils._hashing import SliceDigests
 from ansible_collections.imagestore.upload.plugins.module_utils._protocol import (
     ACTIVE, COMPLETE, KEPT, REMOVED, SLICE, SUSPENDED, Protocol, Session, Stored, Verdict,
 )
@@ -42,7 +42,7 @@ from ansible_collections.imagestore.upload.plugins.module_utils._zstack_jobs imp
     UploadJobs, check_image_id, check_name, image_options, image_sizes, job_mark, marks_content, on_storage, parse_offset,
     resolve_backup_storage, resume_slice_size,
 )
-from ansible_collections.imagestore.upload.plugins.module_utils._zstack_multipart import multipart_filename, slice_md5
+from ansible_collections.imagestore.upload.plugins.module_utils._zstack_multipart import multipart_filename
 from ansible_collections.imagestore.upload.plugins.module_utils._zstack_sessions import ZStackSessions
 
 MiB = 1024 * 1024
@@ -116,7 +116,6 @@ class ZStack(ZStackSessions, Protocol):
         super(ZStack, self).__init__(ctx)
         self.api = ZStackClient(self.http, self.params.get("username"), self.params.get("password"), self.deadline)
         self.jobs = UploadJobs(self.api, self.deadline, self.warn, ctx.check_mode)
-        self._slices = {}
 
     def close(self):
         self.api.logout()
@@ -139,11 +138,6 @@ class ZStack(ZStackSessions, Protocol):
             return text
         others = [i["uuid"] for i in dest.replaces]
         return text + " in place of image%s %s" % ("" if len(others) == 1 else "s", ", ".join(others))
-
-    def read_along(self, f):
-        """The MD5 of every slice of a new job's grid, from the read that gives the file's digests."""
-        self._slices[f.name] = SliceDigests("md5", self._chunk(), f.size)
-        return (self._slices[f.name],)
 
     def stored(self, dest, files):
         dest.images = [i for i in self.api.find_by_name("images", dest.name)
@@ -312,10 +306,8 @@ class ZStack(ZStackSessions, Protocol):
     def send(self, session, f, start, end):
         st, grid = session.upload, session.grid
         index = start // grid
-        md5 = self._slices[f.name].digests.get((start, end)) if f.name in self._slices else None
         try:
-            outcome = self.api.send_slice(st.url, st.image_uuid, f.size, index, start, end, f.source,
-                                          md5 or slice_md5(f.source, start, end), st.filename)
+            outcome = self.api.send_slice(st.url, st.image_uuid, f.size, index, start, end, f.source, st.filename)
         except SliceConflict as exc:
             if exc.status == 409:          # another request is writing this slice now: give it time before re-planning
                 with st.lock:

@@ -1,18 +1,15 @@
-"""Digests of the upload engine: one read for several digests, slice digests, background digests,
-and a file identity that no in-place rewrite can keep."""
+"""Digests of the upload engine: one read for several digests, background digests, and a file identity that no
+in-place rewrite can keep."""
 
 import hashlib
 import os
 import time
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from ansible_collections.imagestore.upload.plugins.module_utils._servicefabric import session_id_for
-from ansible_collections.imagestore.upload.plugins.module_utils._upload import (
-    DigestCache, SliceDigests, Source, SourceChangedError, ThreadedHasher,
-)
+from ansible_collections.imagestore.upload.plugins.module_utils._digest_cache import DigestCache
+from ansible_collections.imagestore.upload.plugins.module_utils._errors import SourceChangedError
+from ansible_collections.imagestore.upload.plugins.module_utils._hashing import ThreadedHasher
+from ansible_collections.imagestore.upload.plugins.module_utils._source import Source
 
 
 def write(path, data):
@@ -21,30 +18,12 @@ def write(path, data):
     return str(path)
 
 
-@given(st.binary(min_size=1, max_size=3000), st.integers(min_value=1, max_value=700),
-       st.lists(st.integers(min_value=1, max_value=500), max_size=8))
-@settings(max_examples=150, deadline=None)
-def test_slice_digests_are_those_of_each_slice_whatever_the_feeding(data, grid, cuts):
-    """Fed in pieces of any size, every slice [i*grid, min((i+1)*grid, size)-1] gets its own MD5."""
-    s = SliceDigests("md5", grid, len(data))
-    pos = 0
-    for cut in cuts + [len(data)]:
-        s.update(data[pos:pos + cut])
-        pos += cut
-    expected = dict(((i, min(i + grid, len(data)) - 1), hashlib.md5(data[i:i + grid]).hexdigest())
-                    for i in range(0, len(data), grid))
-    assert s.digests == expected
-
-
 def test_several_digests_in_one_read_equal_hashlib(tmp_path):
     data = os.urandom(9 * 1024 * 1024 + 17)       # more than two read blocks, not a multiple of one
     path = write(tmp_path / "f.img", data)
-    slices = SliceDigests("md5", 4 * 1024 * 1024, len(data))
-    got = Source(path).digests(("md5", "sha256", "sha1"), also=(slices,))
+    got = Source(path).digests(("md5", "sha256", "sha1"))
     assert got == {"md5": hashlib.md5(data).hexdigest(), "sha256": hashlib.sha256(data).hexdigest(),
                    "sha1": hashlib.sha1(data).hexdigest()}
-    assert slices.digests[(8 * 1024 * 1024, len(data) - 1)] == hashlib.md5(data[8 * 1024 * 1024:]).hexdigest()
-    assert len(slices.digests) == 3
 
 
 def test_background_digests_equal_hashlib_and_fill_the_cache(tmp_path):
@@ -55,6 +34,7 @@ def test_background_digests_equal_hashlib_and_fill_the_cache(tmp_path):
     assert source.cached_digests(("sha256",)) == {}
     running = source.digests_in_background(("sha256",))
     assert running.result() == {"sha256": hashlib.sha256(data).hexdigest()}
+    cache.flush()
     # the next run knows it without reading the file
     assert Source(path, cache).cached_digests(("sha256",)) == {"sha256": hashlib.sha256(data).hexdigest()}
 
@@ -69,14 +49,13 @@ def test_background_digests_report_a_file_changed_during_the_run(tmp_path):
 
 
 def test_an_in_place_rewrite_that_restores_mtime_is_still_a_new_file(tmp_path):
-    """touch -r / rsync --inplace -t keep size and mtime; the ctime still moves, so neither the digest
-    cache nor the Service Fabric session id mistakes the new content for the old."""
+    """touch -r / rsync --inplace -t keep size and mtime; the ctime still moves, so the digest cache never mistakes the
+    new content for the old (session ids and records are keyed on that digest)."""
     path = write(tmp_path / "disk.img", b"a" * 4096)
     cache = DigestCache(str(tmp_path / "cache.json"))
     old = Source(path, cache)
     old_digest = old.digest()
-    old_session = session_id_for("images/disk.img", old)
-    assert session_id_for("images/disk.img", Source(path, cache)) == old_session      # unchanged file: same session
+    assert Source(path, cache).cached_digests(("sha256",)) == {"sha256": old_digest}      # unchanged file: known
     st = os.stat(path)
     time.sleep(0.01)
     with open(path, "r+b") as fh:
@@ -87,8 +66,6 @@ def test_an_in_place_rewrite_that_restores_mtime_is_still_a_new_file(tmp_path):
     assert new.identity != old.identity
     assert new.cached_digests(("sha256",)) == {}
     assert new.digest() == hashlib.sha256(b"b" * 4096).hexdigest() != old_digest
-    assert session_id_for("images/disk.img", new) != old_session
-    assert session_id_for("images/other.img", new) != session_id_for("images/disk.img", new)
 
 
 def test_threaded_hasher_gives_the_digest_of_everything_fed_in_order():

@@ -259,34 +259,6 @@ def test_session_modules_select_commit_and_remove(tmp_path, clock):
     assert not SessionOps(h.protocol(path="x")).absent()["changed"]
 
 
-def test_read_along_hashers_share_the_identity_read_and_never_read_alone(tmp_path, clock):
-    """A protocol's extra hashers (ZStack's per-slice MD5s) see every byte of the identity pass, and cause no read when
-    the identity digests are known without one (declared here)."""
-    h = Harness(tmp_path, clock, unit=RANGE)
-    payload = data(300 * 1024 + 5)
-    src = write(tmp_path / "a.img", payload)
-
-    class Along:
-        def __init__(self):
-            self.digest = hashlib.sha256()
-            self.fed = 0
-
-        def update(self, block):
-            self.fed += len(block)
-            self.digest.update(block)
-
-    read = Along()
-    p = h.protocol(src=src)
-    p.read_along = lambda f: (read,)
-    Engine(p).upload()
-    assert read.fed == len(payload) and read.digest.hexdigest() == sha(payload)
-    unread = Along()
-    p = h.protocol(src=src, force=True, checksum="sha256:" + sha(payload))
-    p.read_along = lambda f: (unread,)
-    Engine(p).upload()
-    assert unread.fed == 0
-
-
 def test_a_session_open_session_joined_counts_as_resumed_and_is_left_to_its_owner(tmp_path, clock):
     """open_session may join a concurrent run's session (found, not owned): the result says resumed, and a failure
     leaves that session to the run that opened it."""
