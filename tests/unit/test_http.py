@@ -129,3 +129,16 @@ def test_delete_content_and_whole_file_put(scripted):
     api.put_file("apps/App/_.dir", b"", 0)
     assert [(seen[0], seen[1].split("?")[0]) for seen in script.seen] == [
         ("DELETE", "/ImageStore/apps%2FApp"), ("DELETE", "/ImageStore/apps%2FApp"), ("PUT", "/ImageStore/apps%2FApp%2F_.dir")]
+
+
+@pytest.mark.parametrize("a,b", [("https://vc.example.com:443/cls-data/x", "https://VC.example.com"),
+                                 ("http://127.0.0.1:80/a", "http://127.0.0.1/b")])
+def test_default_ports_name_the_same_origin(a, b):
+    from ansible_collections.imagestore.upload.plugins.module_utils._http import origin
+    assert origin(a) == origin(b)
+
+
+def test_other_ports_and_hosts_are_other_origins():
+    from ansible_collections.imagestore.upload.plugins.module_utils._http import origin
+    assert origin("https://vc.example.com:8443/") != origin("https://vc.example.com/")
+    assert origin("http://127.0.0.1:8080/") != origin("http://127.0.0.2:8080/")
