@@ -18,6 +18,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.imagestore.upload.plugins.module_utils._errors import (
@@ -247,16 +248,15 @@ class Engine:
         p = self.p
         key = p.resume_key(dest, group)
         session = p.find_session(dest, key, group)
-        resumed = session is not None
         background = [f.source.digests_in_background(tuple(sorted(set(("sha256",) + tuple(f.source.declared)))))
                       for f in group]
-        sent = [0]
+        sent = {}           # file name -> bytes the store accepted from this run
         while True:
             try:
                 if session is None:
                     session = p.open_session(dest, key, group)
                 self.reporter.phase("uploading to %s" % p.where(dest))
-                sent[0] += self._transfer(session, dest, group)
+                self._transfer(session, dest, group, sent)
                 for f, digests in zip(group, background):
                     f.digests.update(digests.result())
                     f.source.check_unchanged()
@@ -283,8 +283,9 @@ class Engine:
                     except Exception:  # pylint: disable=broad-except  # the failure that counts is exc
                         pass
                 raise self._failed(session, dest, group, exc)
-        outcome = {"bytes_sent": sent[0], "resumed": resumed and session.found, "session_id": session.id}
-        return dict((f.name, outcome) for f in group)
+        # resumed: the session the upload ended in existed before this run (found, or a concurrent run's, joined)
+        return dict((f.name, {"bytes_sent": sent.get(f.name, 0), "resumed": bool(session.found), "session_id": session.id})
+                    for f in group)
 
     def _plan(self, session, f, ranges):
         if self.p.unit == FILE:
@@ -293,7 +294,8 @@ class Engine:
             return plan(ranges, session.grid, grid=session.grid, size=f.size)
         return plan(ranges, self.chunk_size)
 
-    def _transfer(self, session, dest, group):
+    def _transfer(self, session, dest, group, sent):
+        """Send what the session misses; add the bytes accepted per file to ``sent``."""
         p = self.p
         by_name = dict((f.name, f) for f in group)
 
@@ -306,19 +308,22 @@ class Engine:
 
         def send(unit):
             try:
-                return p.send(session, unit.item, unit.start, unit.end)
+                n = p.send(session, unit.item, unit.start, unit.end)
+                with lock:
+                    sent[unit.item.name] = sent.get(unit.item.name, 0) + n
+                return n
             except ImageStoreError as exc:
                 if not isinstance(exc, SourceChangedError) and unit.item.source.changed():
                     raise SourceChangedError("%s changed while it was being uploaded (%s); run again to upload its current "
                                              "content" % (unit.item.path, exc.message))
                 raise
 
+        lock = threading.Lock()
         stall = max(30.0, 2.0 * float(self.params.get("request_timeout") or 60))
         transfer = Transfer(missing, send, self.parallel, self.deadline, stall_seconds=stall,
                             on_sent=self.reporter.advance, doing="uploading to %s" % p.where(dest))
-        sent = transfer.run()
+        transfer.run()
         self.conflicts += transfer.conflicts
-        return sent
 
     # -- failures ---------------------------------------------------------------------------------------
     def _keep(self, exc):
@@ -335,7 +340,9 @@ class Engine:
             else:
                 return exc        # a bug of ours: the runner reports it as such
         if session is None:
+            self._destination_keys(exc, dest, None)
             return exc
+        note = None
         if not session.owned:
             outcome = LEFT
         else:
@@ -346,9 +353,21 @@ class Engine:
             except ImageStoreError as cleanup:
                 outcome = INCOMPLETE
                 exc.details["cleanup_error"] = cleanup.message
-        error = exc.with_message("%s; %s" % (exc.message, cleanup_sentence(outcome, session.id)))
+            if isinstance(outcome, tuple):      # (outcome, a sentence on what else the cleanup did)
+                outcome, note = outcome
+        error = exc.with_message("%s; %s%s" % (exc.message, cleanup_sentence(outcome, session.id), "; " + note if note else ""))
         error.details.update(session_id=session.id, session_cleanup=outcome)
+        self._destination_keys(error, dest, session.id)
         return error
+
+    def _destination_keys(self, error, dest, session_id):
+        """A failure carries the provider's result keys too (where the destination is), as a success does."""
+        try:
+            keys = self.p.result(dest, session_id)
+        except ImageStoreError:
+            return
+        for key, value in keys.items():
+            error.details.setdefault(key, value)
 
     def _abort_quietly(self, session, dest, reason):
         if session is None or not session.owned:

@@ -166,7 +166,8 @@ class Protocol:
       missing(session, files) -> {name: [ranges]};  send(session, file, start, end) -> bytes accepted;
       put_whole(dest, file) (small and empty files, when ``whole_file_max``/``empty_files`` say so);
       commit(session, dest, files);  wait(session, dest, files);  verify(session, dest, files);
-      record(session, dest, files);  abort(session, dest, reason, keep) -> cleanup outcome;
+      record(session, dest, files);  abort(session, dest, reason, keep) -> cleanup outcome (or (outcome, a sentence on
+        what else the cleanup did, appended to the message));
       finish(dest, files, changed) -> extra result keys;  result(dest, session) -> provider result keys;
       diff_state(dest, stored, files) -> the diff's "before"/"after" description.
     Hooks of the session modules: select() -> [Session];  describe(session) -> extra record keys;

@@ -257,3 +257,44 @@ def test_session_modules_select_commit_and_remove(tmp_path, clock):
     removed = SessionOps(h.protocol(path="x")).absent()
     assert removed["deleted"] == [sid] and not h.store.sessions
     assert not SessionOps(h.protocol(path="x")).absent()["changed"]
+
+
+def test_files_of_one_session_report_their_own_bytes(tmp_path, clock):
+    h = Harness(tmp_path, clock, unit=FILE, scope="upload")
+    folder = tmp_path / "pkg"
+    folder.mkdir()
+    parts = [write(folder / n, data(5000 + i, i)) for i, n in enumerate(["a", "b", "c"])]
+    h.store.fail_units = {("b", 0): 1000}
+    with pytest.raises(Exception):
+        Engine(h.protocol(src=str(folder), timeout=20)).upload()
+    h.store.fail_units = {}
+    result = h.upload(str(folder))
+    assert [(f["name"], f["bytes_sent"]) for f in result["files"]] == [("a", 0), ("b", os.path.getsize(parts[1])), ("c", 0)]
+    assert result["bytes_sent"] == os.path.getsize(parts[1]) and all(f["resumed"] for f in result["files"])
+
+
+def test_a_joined_session_counts_as_resumed_and_is_left_to_its_owner(tmp_path, clock):
+    h = Harness(tmp_path, clock, unit=FILE, scope="upload")
+    src = write(tmp_path / "a.img", data(4000))
+    h.store.fail_units = {("a.img", 0): 1000}
+    with pytest.raises(Exception):
+        Engine(h.protocol(src=src, timeout=5)).upload()      # a concurrent run's session, still ACTIVE
+    h.store.join_on_open = True
+    with pytest.raises(Exception) as err:
+        Engine(h.protocol(src=src, timeout=5)).upload()
+    assert err.value.details["session_cleanup"] == "left" and "belongs to a concurrent run" in err.value.message
+    assert len(h.store.sessions) == 1
+    h.store.fail_units = {}
+    result = h.upload(src)
+    assert result["resumed"] is True and h.store.stored_bytes("a.img") == data(4000)
+
+
+def test_a_failure_carries_the_destination_keys_and_the_cleanup_note(tmp_path, clock):
+    h = Harness(tmp_path, clock, unit=RANGE)
+    src = write(tmp_path / "a.img", data(50000))
+    h.store.corrupt_on_commit = True
+    h.store.abort_note = "the folder this run made was removed"
+    with pytest.raises(VerificationError) as err:
+        h.upload(src, path="p")
+    assert err.value.message.endswith("was removed with what it had received; the folder this run made was removed")
+    assert err.value.details["destination"] == {"prefix": "p"} and err.value.details["session_cleanup"] == REMOVED
