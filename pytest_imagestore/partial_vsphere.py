@@ -17,15 +17,16 @@ from urllib.parse import urlsplit
 
 from ansible_collections.imagestore.upload.plugins.module_utils._http import ApiError
 from ansible_collections.imagestore.upload.plugins.module_utils._upload import Source
-from ansible_collections.imagestore.upload.plugins.module_utils._vsphere import (
-    SESSION_HEADER, ContentLibraryClient, check_file_name, item_type,
+from ansible_collections.imagestore.upload.plugins.module_utils._vsphere_client import (
+    SESSION_HEADER, ContentLibraryClient, parse_error,
 )
+from ansible_collections.imagestore.upload.plugins.module_utils._vsphere_formats import check_file_name, item_type
 from pytest_imagestore.partial import Partial, http_for
 
 
 def client_for(target):
     """A logged-in ContentLibraryClient for ``target`` (its TLS settings, user and password)."""
-    api = ContentLibraryClient(http_for(target, ContentLibraryClient.parse_error), target.options.get("username"),
+    api = ContentLibraryClient(http_for(target, parse_error), target.options.get("username"),
                                target.options.get("password"), target.options.get("api_style") or "auto")
     api.login()
     return api
@@ -78,7 +79,7 @@ def broken_put(api, uri, source, upto, chunk_size, verify):
         conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
     try:
         conn.putrequest("PUT", parts.path + ("?" + parts.query if parts.query else ""), skip_accept_encoding=True)
-        conn.putheader(SESSION_HEADER, api._token)   # pylint: disable=protected-access  # the test's own login
+        conn.putheader(SESSION_HEADER, api.tokens.current())      # the test's own login
         conn.putheader("Content-Type", "application/octet-stream")
         conn.putheader("Content-Length", str(source.size))
         conn.endheaders()

@@ -21,10 +21,9 @@ from ansible.module_utils.common.text.formatters import human_to_bytes
 from ansible_collections.imagestore.upload.plugins.module_utils._http import HAS_REQUESTS, REQUESTS_IMPORT_ERROR, ImageStoreError
 from ansible_collections.imagestore.upload.plugins.module_utils._servicefabric import ServiceFabric
 from ansible_collections.imagestore.upload.plugins.module_utils._upload import DEFAULT_CHUNK_SIZE, MiB, SourceChangedError, TransferError
-from ansible_collections.imagestore.upload.plugins.module_utils._vsphere import VSphere
 from ansible_collections.imagestore.upload.plugins.module_utils._zstack import ZStack
 
-PROVIDERS = dict((cls.name, cls) for cls in (ServiceFabric, VSphere, ZStack))
+PROVIDERS = dict((cls.name, cls) for cls in (ServiceFabric, ZStack))   # vsphere runs on the engine (_registry.py)
 
 MIN_CHUNK = 64 * 1024
 MAX_CHUNK = 4096 * MiB

@@ -9,19 +9,14 @@ __metaclass__ = type
 
 from ansible_collections.imagestore.upload.plugins.module_utils._legacy import bridge
 from ansible_collections.imagestore.upload.plugins.module_utils._servicefabric import ServiceFabric as _OldServiceFabric
-from ansible_collections.imagestore.upload.plugins.module_utils._vsphere import VSphere as _OldVSphere
+from ansible_collections.imagestore.upload.plugins.module_utils._vsphere_protocol import VSphere
 from ansible_collections.imagestore.upload.plugins.module_utils._zstack import ZStack as _OldZStack
 
 _STR = dict(type="str")
 
 PROVIDERS = {
     "servicefabric": bridge(_OldServiceFabric, {"path": _STR}, ("path",), {"path": _STR}, ("path",)),
-    "vsphere": bridge(_OldVSphere, {"library": _STR, "item": _STR, "file_name": _STR,
-                                    "keep_session_on_failure": dict(type="bool", default=False),
-                                    "api_style": dict(type="str", default="auto", choices=["auto", "api", "rest"])},
-                      ("library", "item"), {"library": _STR, "item": _STR,
-                                            "api_style": dict(type="str", default="auto", choices=["auto", "api", "rest"])},
-                      ("library", "item")),
+    "vsphere": VSphere,
     "zstack": bridge(_OldZStack, {"name": _STR, "backup_storage": _STR, "format": _STR,
                                   "media_type": dict(type="str", choices=["RootVolumeTemplate", "ISO", "DataVolumeTemplate"]),
                                   "platform": dict(type="str", choices=["Linux", "Windows", "Other", "Paravirtualization", "WindowsVirtio"]),
