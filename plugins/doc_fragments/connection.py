@@ -68,13 +68,6 @@ options:
       - Requests that may have changed something on the server are only repeated where that is safe.
     type: int
     default: 5
-  api_style:
-    description:
-      - vSphere only. V(api) uses the C(/api) endpoints of vCenter 7.0 and later, V(rest) the older C(/rest) ones
-        (also what vcsim serves), V(auto) probes once per run and picks C(/api) where it answers.
-    type: str
-    default: auto
-    choices: [auto, api, rest]
 notes:
   - All modules of this collection belong to the action group C(imagestore.upload.upload), so
     C(module_defaults) can set the connection options once for a whole play.

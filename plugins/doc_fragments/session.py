@@ -22,14 +22,6 @@ options:
     description:
       - ZStack. The upload's image id (default of M(imagestore.upload.image_upload) is the MD5 of the file), instead of O(session_id).
     type: str
-  library:
-    description:
-      - vSphere. Name or id of the content library; with O(item), names the item's update session.
-    type: str
-  item:
-    description:
-      - vSphere. Name of the library item whose update session is meant.
-    type: str
   timeout:
     description:
       - Seconds the operation may take in all (waiting for a commit to finish, for example); V(0) means no limit.

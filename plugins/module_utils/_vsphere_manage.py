@@ -20,7 +20,7 @@ from ansible_collections.imagestore.upload.plugins.module_utils._vsphere_formats
     as_int, check_name, check_session_id, message_text, reported_digests,
 )
 from ansible_collections.imagestore.upload.plugins.module_utils._vsphere_sessions import (
-    NOT_ALLOWED, complete, sessions_of_item, validation_error, wait_done,
+    NOT_ALLOWED, RECEIVING, complete, sessions_of_item, validation_error, wait_done,
 )
 
 STATES = {"ACTIVE": ACTIVE, "DONE": DONE, "ERROR": FAILED, "CANCELED": CANCELED}
@@ -42,7 +42,11 @@ class VSphereManage(object):
         size = sum(sizes) if files and None not in sizes else None
         missing, offset = [], 0
         for f, fsize in zip(files, sizes if size is not None else []):
-            received = fsize if f.get("status") == "READY" else min(fsize, as_int(f.get("bytes_transferred")) or 0)
+            received = 0                      # a file waiting, or in ERROR (its bytes are not kept: it is sent again whole)
+            if f.get("status") == "READY":
+                received = fsize
+            elif f.get("status") in RECEIVING:
+                received = min(fsize, as_int(f.get("bytes_transferred")) or 0)
             if received < fsize:
                 missing.append((offset + received, offset + fsize - 1))
             offset += fsize

@@ -34,6 +34,7 @@ description:
     upload job for the same O(image_id) is resumed (a Suspended one first) and only the slices after its offset are sent.
 extends_documentation_fragment:
   - imagestore.upload.connection
+  - imagestore.upload.vsphere
 attributes:
   check_mode:
     support: full
@@ -84,24 +85,6 @@ options:
       - Service Fabric. Image store relative path of the file (or package folder), for example V(images/disk.vhd).
         Absolute paths, C(..) segments and control characters are refused.
     type: str
-  library:
-    description:
-      - vSphere. Name or id of the content library.
-    type: str
-  item:
-    description:
-      - vSphere. Name of the library item; created if missing.
-    type: str
-  file_name:
-    description:
-      - vSphere. Name of the file inside the item; defaults to the base name of O(src).
-    type: str
-  keep_session_on_failure:
-    description:
-      - vSphere. On a retryable failure, leave the update session ACTIVE so the next run resumes it
-        (it expires on its own when idle). Otherwise a failed session is failed, canceled and deleted.
-    type: bool
-    default: false
   name:
     description:
       - ZStack. Name of the image.

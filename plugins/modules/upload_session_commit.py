@@ -20,6 +20,7 @@ description:
 extends_documentation_fragment:
   - imagestore.upload.connection
   - imagestore.upload.session
+  - imagestore.upload.vsphere.sessions
 attributes:
   check_mode:
     support: full
