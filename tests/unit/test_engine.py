@@ -298,3 +298,19 @@ def test_a_failure_carries_the_destination_keys_and_the_cleanup_note(tmp_path, c
         h.upload(src, path="p")
     assert err.value.message.endswith("was removed with what it had received; the folder this run made was removed")
     assert err.value.details["destination"] == {"prefix": "p"} and err.value.details["session_cleanup"] == REMOVED
+
+
+def test_a_whole_file_attempt_longer_than_the_stall_time_is_tried_again(tmp_path, clock):
+    """Each attempt of the file takes 100 s before the connection breaks (a big file); the stall time (30 s) alone would end
+    the transfer after the first attempt: it is given up only after STALL_ROUNDS rounds without an accepted byte."""
+    h = Harness(tmp_path, clock, unit=FILE, scope="upload")
+    src = write(tmp_path / "big.iso", data(10000))
+    h.store.advance_per_send = 100.0
+    h.store.fail_units = {("big.iso", 0): 2}
+    result = h.upload(src)
+    assert result["bytes_sent"] == 10000 and h.store.sends == 3
+    h.store.files.clear()
+    h.store.fail_units = {("big.iso", 0): 1000}
+    with pytest.raises(TransferError, match="nothing was accepted for 3"):
+        h.upload(src)
+    assert h.store.sends == 3 + 3
