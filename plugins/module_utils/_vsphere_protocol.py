@@ -63,6 +63,7 @@ class Destination:
         self.file_name = file_name
         self.kind = kind
         self.item_created = False
+        self.item_dropped = False       # the item this run created was deleted by a cleanup (a restart creates it again)
 
 
 class VSphereBase(Protocol):
@@ -130,6 +131,7 @@ class VSphereBase(Protocol):
             if self.item_files(dest.item_id):
                 return "the library item %s created by this run is kept: it holds files now (another run uploaded them)" % dest.item_id
             self.api.item_delete(dest.item_id)
+            dest.item_dropped = True
         except ImageStoreError as exc:
             return "the library item %s created by this run is left (deleting it failed: %s)" % (dest.item_id, exc.message)
         return "the library item %s created by this run was deleted" % dest.item_id
@@ -151,7 +153,7 @@ class VSphere(VSphereManage, VSphereBase):
         self._found = None              # the item's ACTIVE session, looked up before its files
         self._landed = set()            # (session id, file name) whose PUT the server accepted in this run
         self._keep_alive = None
-        self._read = [0, 0]             # bytes read for sending, bytes to send (client_progress)
+        self._read = [0]                # bytes read for sending in this run (client_progress)
         self._lock = threading.Lock()
 
     def close(self):
@@ -230,7 +232,7 @@ class VSphere(VSphereManage, VSphereBase):
 
     def open_session(self, dest, key, files):
         """The item (created when missing) and a new update session, or the one a concurrent run opened meanwhile (joined)."""
-        if dest.item_id is None:
+        if dest.item_id is None or dest.item_dropped:
             self._create_item(dest)
         try:
             model, joined = open_or_join(self.api, dest.item_id)
@@ -244,13 +246,14 @@ class VSphere(VSphereManage, VSphereBase):
         return session
 
     def _create_item(self, dest):
+        dest.item_dropped = False
         try:
             dest.item_id = self.api.item_create(dest.library_id, dest.item, dest.kind)
             dest.item_created = True
         except ApiError as exc:
             if exc.code != "already_exists":
                 raise
-            dest.item_id = self.item_id(dest.library_id, dest.item)    # created meanwhile by a concurrent run
+            dest.item_id, dest.item_created = self.item_id(dest.library_id, dest.item), False   # a concurrent run made it
             if dest.item_id is None:
                 raise
 
@@ -380,31 +383,32 @@ class VSphere(VSphereManage, VSphereBase):
 
     # -- commit, wait, verify, cleanup ----------------------------------------------------------------
     def commit(self, session, dest, files):
-        """Validate, report 100 %, complete (a session a racing run completed counts)."""
+        """Validate, report 100 %, complete; a session a racing run completed (DONE, or DONE and deleted while the item
+        holds the files) counts."""
         self._stop_keep_alive()
         if session.extra.get("not_needed"):
             discard(self.api, session.id, "not needed: the item already holds the files")
             return
         try:
             validation = self.api.file_validate(session.id)
+            if validation["has_errors"]:
+                raise self._not_completable(session, files, validation)
+            try:
+                self.api.session_keep_alive(session.id, 100)
+            except ApiError as exc:
+                if exc.status != 400 or exc.code == NOT_ALLOWED:      # client_progress is advisory
+                    raise
+            complete(self.api, session.id)
         except ApiError as exc:
             if exc.code != NOT_ALLOWED and exc.status != 404:
                 raise
-            validation = None
-        if validation is None or validation["has_errors"]:
             why = ended(self.api, session.id)
-            if why in ("DONE", "deleted") and self._holds_all(dest, files):
+            if why == "DONE" or (why == "deleted" and self._holds_all(dest, files)):
                 session.extra["completed_by"] = "another run"
                 return
-            if why is not None and why != "DONE":
+            if why is not None:
                 raise SessionLost("update session %s is %s" % (session.id, why), reason=why)
-            raise self._not_completable(session, files, validation)
-        try:
-            self.api.session_keep_alive(session.id, 100)
-        except ApiError as exc:
-            if exc.status != 400 or exc.code == NOT_ALLOWED:      # client_progress is advisory
-                raise
-        complete(self.api, session.id)
+            raise
 
     def _not_completable(self, session, files, validation):
         held = dict((e.get("name"), e) for e in self.api.file_list(session.id))
@@ -420,7 +424,7 @@ class VSphere(VSphereManage, VSphereBase):
         return validation_error(session.id, validation, retryable=bool(racing))
 
     def wait(self, session, dest, files):
-        if session.extra.get("not_needed") or session.extra.get("completed_by"):
+        if session.extra.get("not_needed"):
             return
         wait_done(self.api, session.id, self.deadline, lambda: self._holds_all(dest, files))
 
