@@ -115,7 +115,8 @@ CASES = [
     ("vs-api-style", "image_upload", dict(VS, src="@FILE@", library="images", item="i", api_style="soap"),
      "value of api_style must be one of: auto, api, rest, got: soap"),
     ("vs-foreign-option", "image_upload", dict(VS, src="@FILE@", library="images", item="i", backup_storage="bs"),
-     "startswith:option backup_storage belongs to provider zstack; provider vsphere takes"),
+     "option backup_storage: backup_storage belongs to provider zstack; provider vsphere takes api_style, file_name, item, "
+     "keep_session_on_failure, library"),
     ("vs-info-library-only", "upload_session_info", dict(VS, library="images"),
      "provider vsphere looks up upload sessions by session_id, or by library and item; give the missing item"),
     ("vs-commit-unknown", "upload_session_commit", dict(VS, session_id="no-such-session"),

@@ -415,3 +415,21 @@ def test_bad_input_fails_clearly_without_secrets(ansible, emu_peer, image):
     assert_no_traceback(run.output)
     assert secret not in run.output and secret not in repr(run.results)
     assert emu_peer.target.options["password"] not in run.output
+
+
+def test_state_absent_removes_the_item_with_check_mode_and_diff(ansible, emu_peer, image):
+    src, _ = image(2 * MiB, seed=43, name="gone.iso")
+    item = unique("absent")
+    made, run = ansible.module("image_upload", emu_peer.args(src=src, item=item))
+    assert made["changed"] is True, run.output
+    absent = emu_peer.args(item=item, state="absent")
+    check, run = ansible.module("image_upload", absent, check=True, diff=True)
+    assert check["changed"] is True and check["msg"] == "would remove gone.iso from item %r of library %r" % (item, emu_peer.library)
+    assert check["diff"] == {"before": {"present": ["gone.iso"]}, "after": {"present": []}}, run.output
+    assert emu_peer.item_id(item) == made["item_id"]
+    run = ansible.run([("imagestore.upload.image_upload", absent), ("imagestore.upload.image_upload", absent)])
+    gone, again = run.results
+    assert gone["changed"] is True and gone["removed"] == ["gone.iso"] and gone["item_id"] == made["item_id"], run.output
+    assert again["changed"] is False and again["msg"] == "item %r of library %r holds nothing to remove" % (item, emu_peer.library)
+    assert emu_peer.item_id(item) is None
+    assert_no_traceback(run.output)
