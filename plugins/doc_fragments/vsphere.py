@@ -19,7 +19,7 @@ options:
   item:
     description:
       - vSphere. Name of the library item; created if missing (of type V(iso) for C(.iso), V(ovf) for C(.ovf) or
-        C(.ova), else V(file)). With O(state=absent), the item is deleted with its files and update sessions.
+        C(.ova), else V(file)). With C(state=absent), the item is deleted with its files and update sessions.
       - Required with O(provider=vsphere).
     type: str
   file_name:

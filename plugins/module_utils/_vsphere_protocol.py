@@ -175,7 +175,7 @@ class VSphere(VSphereManage, VSphereBase):
             if f.role == OVA:
                 members = ova_members(f.path)
                 if members and all(as_int((entries.get(n) or {}).get("size")) == size for n, size in members):
-                    found[f.name] = Stored(f.name, f.size, raw={"members": [n for n, _ in members]}, unpacked=True)
+                    found[f.name] = Stored(f.name, f.size, raw={"members": [m[0] for m in members]}, unpacked=True)
                 continue
             entry = entries.get(f.name)
             if entry is not None:

@@ -47,8 +47,8 @@ class MemStore:
         self.refuse_all = False         # every send answers a retryable failure (a store holding ranges forever)
         self.corrupt_on_commit = False
         self.advance_per_send = 0.0     # seconds the fake clock moves per send
-        self.join_on_open = False       # a concurrent run opens the session after this run looked: find_session finds
-                                        # nothing, open_session joins that session (owned=False)
+        # a concurrent run opens the session after this run looked: find_session finds nothing, open_session joins it
+        self.join_on_open = False
         self.abort_note = None          # a sentence abort() adds about what else it cleaned up
         self.clock = None
 
