@@ -25,7 +25,7 @@ from ansible_collections.imagestore.upload.plugins.module_utils._errors import (
     BadInput, ImageStoreError, LocalFileError, SessionLost, SourceChangedError, VerificationError,
 )
 from ansible_collections.imagestore.upload.plugins.module_utils._protocol import (
-    FILE, INCOMPLETE, KEPT, LEFT, REMOVED, SLICE, Verdict,
+    DONE, FILE, INCOMPLETE, KEPT, LEFT, REMOVED, SLICE, Verdict,
 )
 from ansible_collections.imagestore.upload.plugins.module_utils._ranges import plan, total
 from ansible_collections.imagestore.upload.plugins.module_utils._source import DigestCache, Source, check_local, parse_checksum
@@ -190,6 +190,8 @@ class Engine:
             if session is None:
                 would += sum(f.size for f in group)
                 continue
+            if session.state == DONE:       # a concurrent run completed it meanwhile
+                continue
             resumed.append(session.id)
             missing = p.missing(session, group)
             would += sum(total(missing.get(f.name, [])) if p.unit != FILE else (f.size if missing.get(f.name) else 0)
@@ -248,6 +250,8 @@ class Engine:
         p = self.p
         key = p.resume_key(dest, group)
         session = p.find_session(dest, key, group)
+        if session is not None and session.state == DONE:
+            return self._done_meanwhile(session, dest, group)
         background = [f.source.digests_in_background(tuple(sorted(set(("sha256",) + tuple(f.source.declared)))))
                       for f in group]
         sent = {}           # file name -> bytes the store accepted from this run
@@ -255,6 +259,10 @@ class Engine:
             try:
                 if session is None:
                     session = p.open_session(dest, key, group)
+                    if session.state == DONE:
+                        for digests in background:
+                            digests.result()
+                        return self._done_meanwhile(session, dest, group)
                 self.reporter.phase("uploading to %s" % p.where(dest))
                 self._transfer(session, dest, group, sent)
                 for f, digests in zip(group, background):
@@ -286,6 +294,12 @@ class Engine:
         # resumed: the session the upload ended in existed before this run (found, or a concurrent run's, joined)
         return dict((f.name, {"bytes_sent": sent.get(f.name, 0), "resumed": bool(session.found), "session_id": session.id})
                     for f in group)
+
+    def _done_meanwhile(self, session, dest, group):
+        """find_session or open_session answered a DONE session: a concurrent run completed this upload after this run
+        looked at the store. Nothing is sent; what the store holds is verified; the files count as unchanged by this run."""
+        self.p.verify(session, dest, group)
+        return dict((f.name, {"bytes_sent": 0, "resumed": False, "session_id": session.id, "unchanged": True}) for f in group)
 
     def _plan(self, session, f, ranges):
         if self.p.unit == FILE:
@@ -396,11 +410,18 @@ class Engine:
             outcome = outcomes.get(entry["name"])
             if outcome is not None:
                 entry.update(outcome)
+                if entry.pop("unchanged", False):
+                    entry["changed"] = False
                 entry["sha256"] = dict((f.name, f) for f in files)[entry["name"]].digests.get("sha256")
         result.update(p.result(dest, ids[0] if len(ids) == 1 else None))
+        what = todo[0].name if len(todo) == 1 else "%d files" % len(todo)
+        if all(o.get("unchanged") for o in outcomes.values()):
+            result["changed"] = False
+            result["msg"] = "%s already holds %s: a concurrent run uploaded %s meanwhile; nothing sent" % (
+                p.where(dest), what, "it" if len(todo) == 1 else "them")
+            return
         result["msg"] = "%s %d bytes of %s to %s" % (
-            "resumed and sent the missing" if resumed else "uploaded", sent,
-            todo[0].name if len(todo) == 1 else "%d files" % len(todo), p.where(dest))
+            "resumed and sent the missing" if resumed else "uploaded", sent, what, p.where(dest))
 
 
 def set_of(outcomes):

@@ -162,7 +162,8 @@ class Protocol:
     Hooks of ``image_upload`` (in the order the engine calls them):
       local_files(src) -> [LocalFile];  destination(files) -> dest;  stored(dest, files) -> {name: Stored};
       holds(dest, stored, file) -> Verdict;  resume_key(dest, files) -> str;
-      find_session(dest, key, files) -> Session | None;  open_session(dest, key, files) -> Session;
+      find_session(dest, key, files) -> Session | None;  open_session(dest, key, files) -> Session (either may answer a
+        Session in state DONE: a concurrent run completed this upload after this run looked; nothing is sent, verify runs);
       missing(session, files) -> {name: [ranges]};  send(session, file, start, end) -> bytes accepted;
       put_whole(dest, file) (small and empty files, when ``whole_file_max``/``empty_files`` say so);
       commit(session, dest, files);  wait(session, dest, files);  verify(session, dest, files);

@@ -50,6 +50,7 @@ class MemStore:
         # a concurrent run opens the session after this run looked: find_session finds nothing, open_session joins it
         self.join_on_open = False
         self.abort_note = None          # a sentence abort() adds about what else it cleaned up
+        self.completed_meanwhile = False  # a concurrent run stores the files after this run looked; find_session says DONE
         self.clock = None
 
     def stored_bytes(self, name):
@@ -108,6 +109,10 @@ class MemProtocol(Protocol):
         return "|".join("%s:%d:%s" % (f.name, f.size, f.digests.get("sha256")) for f in files)
 
     def find_session(self, dest, key, files):
+        if self.store.completed_meanwhile:
+            for f in files:
+                self.store.files[f.name] = (f.source.read(0, f.size - 1), next(self.store.versions))
+            return Session(None, DONE)
         if self.store.join_on_open:
             return None
         for sid, s in self.store.sessions.items():

@@ -9,7 +9,9 @@ from ansible_collections.imagestore.upload.plugins.module_utils._engine import E
 from ansible_collections.imagestore.upload.plugins.module_utils._errors import (
     BadInput, DeadlineExceeded, LocalFileError, TransferError, VerificationError,
 )
-from ansible_collections.imagestore.upload.plugins.module_utils._protocol import FILE, KEPT, RANGE, REMOVED, SLICE, Context
+from ansible_collections.imagestore.upload.plugins.module_utils._protocol import (
+    DONE, FILE, KEPT, RANGE, REMOVED, SLICE, Context, Session,
+)
 from ansible_collections.imagestore.upload.plugins.module_utils._sessions import SessionOps
 from ansible_collections.imagestore.upload.plugins.module_utils._wait import Deadline
 
@@ -314,3 +316,27 @@ def test_a_whole_file_attempt_longer_than_the_stall_time_is_tried_again(tmp_path
     with pytest.raises(TransferError, match="nothing was accepted for 3"):
         h.upload(src)
     assert h.store.sends == 3 + 3
+
+
+def test_an_upload_a_concurrent_run_completed_meanwhile_is_verified_and_unchanged(tmp_path, clock):
+    h = Harness(tmp_path, clock, unit=FILE, scope="upload")
+    payload = data(6000)
+    src = write(tmp_path / "a.img", payload)
+    h.store.completed_meanwhile = True
+    result = h.upload(src)
+    assert result["changed"] is False and result["bytes_sent"] == 0 and h.store.commits == 0 and h.store.sends == 0
+    assert result["msg"] == "memstore: already holds a.img: a concurrent run uploaded it meanwhile; nothing sent"
+    assert h.store.stored_bytes("a.img") == payload
+
+
+def test_what_a_concurrent_run_completed_is_verified(tmp_path, clock):
+    h = Harness(tmp_path, clock, unit=FILE, scope="upload")
+    src = write(tmp_path / "a.img", data(6000))
+    protocol = h.protocol(src=src)
+
+    def other_content(dest, key, files):
+        h.store.files["a.img"] = (b"X" * 6000, 99)
+        return Session(None, DONE)
+    protocol.find_session = other_content
+    with pytest.raises(VerificationError):
+        Engine(protocol).upload()
