@@ -142,6 +142,12 @@ def ova_members(path):
         return []
 
 
+def ova_unpacked(entries, path):
+    """Does a library item (``entries``: name -> file entry) hold every member of the OVA at ``path`` with its size?"""
+    members = ova_members(path)
+    return bool(members) and all(as_int((entries.get(n) or {}).get("size")) == size for n, size in members)
+
+
 def local_files(src, file_name, make_source):
     """The files of ``src``: one file, or an OVF descriptor followed by the files it references (then its manifest)."""
     if os.path.isdir(src):

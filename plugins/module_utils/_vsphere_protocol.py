@@ -34,17 +34,18 @@ from ansible_collections.imagestore.upload.plugins.module_utils._errors import (
 )
 from ansible_collections.imagestore.upload.plugins.module_utils._hashing import ThreadedHasher
 from ansible_collections.imagestore.upload.plugins.module_utils._protocol import (
-    ACTIVE, FILE, KEPT, REMOVED, Protocol, Session, Stored, Verdict, compare,
+    ACTIVE, DONE, FILE, KEPT, REMOVED, Protocol, Session, Stored, Verdict, compare,
 )
 from ansible_collections.imagestore.upload.plugins.module_utils._source import parse_checksum
 from ansible_collections.imagestore.upload.plugins.module_utils._vsphere_client import ContentLibraryClient, parse_error
 from ansible_collections.imagestore.upload.plugins.module_utils._vsphere_formats import (
     ALGORITHMS, OVA, as_int, check_file_name, check_name, declared_checksum, item_type, local_files, looks_like_id,
-    ova_members, reported_digests, same_content,
+    ova_members, ova_unpacked, reported_digests, same_content,
 )
 from ansible_collections.imagestore.upload.plugins.module_utils._vsphere_manage import VSphereManage
 from ansible_collections.imagestore.upload.plugins.module_utils._vsphere_sessions import (
-    NOT_ALLOWED, KeepAlive, active_session, complete, discard, ended, open_or_join, settle, validation_error, wait_done,
+    NOT_ALLOWED, KeepAlive, ProgressMeter, complete, discard, ended, open_or_join, sessions_of_item, settle, validation_error,
+    wait_done,
 )
 
 STR = dict(type="str")
@@ -150,7 +151,6 @@ class VSphere(VSphereManage, VSphereBase):
             algorithm = parse_checksum(self.params["checksum"])[0]
             if algorithm.upper() in ALGORITHMS:
                 self.digests = (algorithm,)     # declared as checksum_info: no pass over the file before the first byte
-        self._found = None              # the item's ACTIVE session, looked up before its files
         self._landed = set()            # (session id, file name) whose PUT the server accepted in this run
         self._keep_alive = None
         self._read = [0]                # bytes read for sending in this run (client_progress)
@@ -167,15 +167,12 @@ class VSphere(VSphereManage, VSphereBase):
     def stored(self, dest, files):
         if dest.item_id is None:
             return {}
-        # the ACTIVE session is looked up before the files: an upload that completes in between shows in the files
-        self._found = active_session(self.api, dest.item_id)
         entries = self.item_files(dest.item_id)
         found = {}
         for f in files:
             if f.role == OVA:
-                members = ova_members(f.path)
-                if members and all(as_int((entries.get(n) or {}).get("size")) == size for n, size in members):
-                    found[f.name] = Stored(f.name, f.size, raw={"members": [m[0] for m in members]}, unpacked=True)
+                if ova_unpacked(entries, f.path):
+                    found[f.name] = Stored(f.name, f.size, raw={"members": [m[0] for m in ova_members(f.path)]}, unpacked=True)
                 continue
             entry = entries.get(f.name)
             if entry is not None:
@@ -218,10 +215,18 @@ class VSphere(VSphereManage, VSphereBase):
                        destination={"library_item_id": model.get("library_item_id")})
 
     def find_session(self, dest, key, files):
-        """The item's ACTIVE update session; one holding files of another upload that are not received is not used."""
-        if dest.item_id is None or self._found is None:
+        """The item's ACTIVE update session (looked up now, after the digests: before the item's files, so an upload that
+        completes in between shows in the files); a DONE one when a concurrent run completed these files meanwhile.
+        A session holding files of another upload that are not received is not used."""
+        if dest.item_id is None:
             return None
-        model = self._found
+        models = sessions_of_item(self.api, dest.item_id)
+        model = next((m for m in models if m.get("state") == "ACTIVE"), None)
+        if model is None:
+            if self.params.get("force") or not self._holds_all(dest, files):
+                return None
+            done = next((m for m in models if m.get("state") == "DONE"), None)
+            return Session(done["id"] if done else None, DONE, raw_state="DONE", raw=done or {})
         ours = set(f.name for f in files)
         foreign = sorted(e.get("name") for e in self.api.file_list(model["id"]) if e.get("name") not in ours and e.get("status") != "READY")
         if foreign:
@@ -240,10 +245,11 @@ class VSphere(VSphereManage, VSphereBase):
             if not dest.item_created:
                 raise
             raise exc.with_message("%s; %s" % (exc.message, self.drop_created_item(dest)))
-        session = self._session(model, files, owned=not joined, found=joined)
         if not joined and not self.params.get("force") and self._holds_all(dest, files):
-            session.extra["not_needed"] = True      # a racing run completed the item after this run looked
-        return session
+            # a racing run completed the item after this run looked: the new session is not needed
+            discard(self.api, model["id"], "not needed: the item already holds the files")
+            return Session(None, DONE, raw_state="DONE")
+        return self._session(model, files, owned=not joined, found=joined)
 
     def _create_item(self, dest):
         dest.item_dropped = False
@@ -258,8 +264,9 @@ class VSphere(VSphereManage, VSphereBase):
                 raise
 
     def _holds_all(self, dest, files):
+        """Does the item hold every file now (an OVA: every member of the archive, with its size)?"""
         entries = self.item_files(dest.item_id)
-        return all(f.role == OVA or same_content(entries.get(f.name), f, lambda a, f=f: self.digest(f, a)) for f in files)
+        return all(ova_unpacked(entries, f.path) if f.role == OVA else self._same(entries.get(f.name), f) for f in files)
 
     def _live(self, session):
         """The session's model while it takes bytes; SessionLost once it ended under the upload (DONE: None, a racing run
@@ -273,7 +280,7 @@ class VSphere(VSphereManage, VSphereBase):
 
     def missing(self, session, files):
         """The files the session does not hold READY with this content (each is missing whole)."""
-        if session.extra.get("not_needed") or self._live(session) is None:
+        if self._live(session) is None:
             return {}
         entries = dict((e.get("name"), e) for e in self.api.file_list(session.id))
         todo = {}
@@ -300,7 +307,7 @@ class VSphere(VSphereManage, VSphereBase):
             info = self.api.file_add(session.id, f.name, f.size, declared_checksum(f))
         except ApiError as exc:
             raise self._refused(session, f, exc)
-        sent_sha1, meter = [], _Meter(self._read, self._lock)
+        sent_sha1, meter = [], ProgressMeter(self._read, self._lock)
         check_sha1 = "sha1" in f.source.from_cache and (declared_checksum(f) or {}).get("algorithm") == "SHA1"
 
         def body():
@@ -386,9 +393,6 @@ class VSphere(VSphereManage, VSphereBase):
         """Validate, report 100 %, complete; a session a racing run completed (DONE, or DONE and deleted while the item
         holds the files) counts."""
         self._stop_keep_alive()
-        if session.extra.get("not_needed"):
-            discard(self.api, session.id, "not needed: the item already holds the files")
-            return
         try:
             validation = self.api.file_validate(session.id)
             if validation["has_errors"]:
@@ -424,8 +428,6 @@ class VSphere(VSphereManage, VSphereBase):
         return validation_error(session.id, validation, retryable=bool(racing))
 
     def wait(self, session, dest, files):
-        if session.extra.get("not_needed"):
-            return
         wait_done(self.api, session.id, self.deadline, lambda: self._holds_all(dest, files))
 
     def verify(self, session, dest, files):
@@ -464,22 +466,3 @@ class VSphere(VSphereManage, VSphereBase):
         if dest.item_created:
             return REMOVED, self.drop_created_item(dest)
         return REMOVED
-
-
-class _Meter:
-    """Counts the bytes read for sending (a 'hasher' fed by the reader), for client_progress."""
-
-    def __init__(self, shared, lock):
-        self.shared = shared
-        self.lock = lock
-        self.count = 0
-
-    def restart(self):
-        with self.lock:
-            self.shared[0] -= self.count
-        self.count = 0
-
-    def update(self, data):
-        self.count += len(data)
-        with self.lock:
-            self.shared[0] += len(data)

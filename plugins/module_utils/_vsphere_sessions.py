@@ -229,3 +229,23 @@ class KeepAlive:
         if not left or left <= 0:
             return KEEP_ALIVE_MAX_INTERVAL
         return max(1.0, min(KEEP_ALIVE_MAX_INTERVAL, left / 3.0))
+
+
+class ProgressMeter:
+    """Counts the bytes read for sending (a 'hasher' the reader feeds) into a shared total, for client_progress;
+    ``restart()`` takes back what an attempt that is repeated had counted."""
+
+    def __init__(self, shared, lock):
+        self.shared = shared
+        self.lock = lock
+        self.count = 0
+
+    def restart(self):
+        with self.lock:
+            self.shared[0] -= self.count
+        self.count = 0
+
+    def update(self, data):
+        self.count += len(data)
+        with self.lock:
+            self.shared[0] += len(data)

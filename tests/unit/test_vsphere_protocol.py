@@ -175,7 +175,7 @@ def test_an_ova_counts_as_stored_when_its_members_are_there(emu, tmp_path):
             tar.addfile(info, io.BytesIO(data))
     src = write(tmp_path / "a.ova", buf.getvalue())
     first = run(emu, src=src, item="ova")
-    assert first["changed"] and first["diff"]["after"]["checksum"] is None        # an OVA's checksum is never declared
+    assert first["changed"] and first["diff"]["after"]["checksum"] is None, first      # an OVA's checksum is never declared
     item_id = first["item_id"]
     api = partial_vsphere.client_for(target(emu))
     try:
