@@ -18,7 +18,7 @@ class Partial(dict):
     __getattr__ = dict.__getitem__
 
 
-def _child(action, request):
+def child(action, request):
     env = dict(os.environ)
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
@@ -35,7 +35,7 @@ def _child(action, request):
     return result
 
 
-def _options(target):
+def target_options(target):
     options = dict((k, v) for k, v in target.options.items() if v is not None and k not in ("library", "backup_storage"))
     options["endpoint"] = target.endpoint
     return options
@@ -54,9 +54,9 @@ class PartialUploads:
             destination.setdefault("library", target.options.get("library") or "images")
         if provider == "zstack":
             destination.setdefault("backup_storage", target.options.get("backup_storage") or "bs")
-        request = {"provider": provider, "options": _options(target), "src": os.path.abspath(src), "fraction": fraction,
+        request = {"provider": provider, "options": target_options(target), "src": os.path.abspath(src), "fraction": fraction,
                    "chunk_size": chunk_size, "destination": destination}
-        partial = Partial(_child("make", request))
+        partial = Partial(child("make", request))
         self._made.append((provider, target, partial["session_id"]))
         return partial
 
@@ -65,18 +65,9 @@ class PartialUploads:
         while self._made:
             provider, target, session_id = self._made.pop()
             try:
-                _child("remove", {"provider": provider, "options": _options(target), "session_id": session_id})
+                child("remove", {"provider": provider, "options": target_options(target), "session_id": session_id})
             except Exception as exc:  # keep cleaning the rest; report the first failure at the end
                 errors.append(exc)
         if errors:
             raise errors[0]
 
-
-def http_for(target, error_parser=None):
-    """TEMPORARY, for fixtures_vsphere/partial_vsphere until they run through the engine: an HttpClient with the
-    target's TLS settings."""
-    from ansible_collections.imagestore.upload.plugins.module_utils._http import HttpClient
-    o = target.options
-    return HttpClient(target.endpoint, validate_certs=o.get("validate_certs", True), ca_path=o.get("ca_path"),
-                      client_cert=o.get("client_cert"), client_key=o.get("client_key"), retries=2,
-                      error_parser=error_parser)

@@ -1,6 +1,7 @@
 """The child process of ``imagestore_partial_upload``: one half-finished upload made by the collection's own engine.
 
-Run as ``python -m pytest_imagestore.partial_run make|remove '<json>'``; prints one line of JSON. A child of its own,
+Run as ``python -m pytest_imagestore.partial_run ACTION '<json>'``; prints one line of JSON. Actions: ``make`` and
+``remove`` (partial uploads), ``vsphere_item``, ``vsphere_session`` and ``vsphere_remove`` (the vSphere fixtures). A child of its own,
 so the test process never imports the collection (Ansible's collection loader, installed by pytest-ansible, must be the
 first to import it there), and so what it leaves is exactly what an interrupted ``image_upload`` leaves.
 
@@ -101,6 +102,60 @@ def remove(request):
         close(protocol, lambda message: None)
 
 
+def _vsphere(request):
+    """A connected vSphere protocol object for the request's target (its client logs in on first use)."""
+    from ansible_collections.imagestore.upload.plugins.module_utils._driver import connect
+    from ansible_collections.imagestore.upload.plugins.module_utils._options import session_spec
+    from ansible_collections.imagestore.upload.plugins.module_utils._registry import PROVIDERS
+
+    spec, _ = session_spec(PROVIDERS)
+    params = _params(spec, dict(request["options"], provider="vsphere"))
+    return connect(params, PROVIDERS["vsphere"], warn=lambda message: None, operation="sessions")
+
+
+def vsphere_item(request):
+    """A new library item (``name``, ``kind``) in ``library``: {"id", "name", "library_id", "library"}."""
+    from ansible_collections.imagestore.upload.plugins.module_utils._driver import close
+    protocol = _vsphere(request)
+    try:
+        library_id = protocol.library_id(request["library"])
+        item_id = protocol.api.item_create(library_id, request["name"], request.get("kind") or "file")
+    finally:
+        close(protocol, lambda message: None)
+    return {"id": item_id, "name": request["name"], "library_id": library_id, "library": request["library"]}
+
+
+def vsphere_session(request):
+    """A new ACTIVE update session on ``item_id``: {"id", "item_id", "library_id"}."""
+    from ansible_collections.imagestore.upload.plugins.module_utils._driver import close
+    protocol = _vsphere(request)
+    try:
+        session_id = protocol.api.session_create(request["item_id"])
+        library_id = (protocol.api.item_get(request["item_id"]) or {}).get("library_id")
+    finally:
+        close(protocol, lambda message: None)
+    return {"id": session_id, "item_id": request["item_id"], "library_id": library_id}
+
+
+def vsphere_remove(request):
+    """Remove update sessions (``session_ids``, and every session of ``item_id``), then the item ``item_id``."""
+    from ansible_collections.imagestore.upload.plugins.module_utils._driver import close
+    from ansible_collections.imagestore.upload.plugins.module_utils._vsphere_sessions import discard, sessions_of_item
+    protocol = _vsphere(request)
+    try:
+        ids = list(request.get("session_ids") or [])
+        if request.get("item_id"):
+            ids += [m.get("id") for m in sessions_of_item(protocol.api, request["item_id"]) if m.get("id") not in ids]
+        for session_id in ids:
+            if protocol.api.session_get(session_id) is not None:
+                discard(protocol.api, session_id, "removed after the test")
+        if request.get("item_id"):
+            protocol.api.item_delete(request["item_id"])
+    finally:
+        close(protocol, lambda message: None)
+    return {"removed": True}
+
+
 def _md5(path):
     digest = hashlib.md5()
     with open(path, "rb") as fh:
@@ -113,7 +168,8 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     action, request = argv[0], json.loads(argv[1])
     try:
-        result = {"make": make, "remove": remove}[action](request)
+        result = {"make": make, "remove": remove, "vsphere_item": vsphere_item, "vsphere_session": vsphere_session,
+                  "vsphere_remove": vsphere_remove}[action](request)
     except Exception as exc:  # the parent turns this into a test error with the message
         result = {"failed": True, "msg": "%s: %s" % (type(exc).__name__, getattr(exc, "message", None) or exc)}
     sys.stdout.write(json.dumps(result, default=str) + "\n")

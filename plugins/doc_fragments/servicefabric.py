@@ -28,7 +28,7 @@ options:
 '''
 
     # Service Fabric's options of the session modules (ServiceFabric.selectors).
-    SESSION = r'''
+    SELECTORS = r'''
 options:
   path:
     description:

@@ -8,7 +8,7 @@ __metaclass__ = type
 
 
 class ModuleDocFragment(object):
-    # How the session modules name a session: by id, or by destination (each provider's SESSION fragment).
+    # How the session modules name a session: by id, or by destination (each provider's SELECTORS fragment).
     DOCUMENTATION = r'''
 options:
   session_id:

@@ -8,15 +8,19 @@ __metaclass__ = type
 
 
 class ModuleDocFragment(object):
+    # vSphere options of image_upload (imagestore.upload.vsphere)
     DOCUMENTATION = r'''
 options:
   library:
     description:
       - vSphere. Name or id of the content library.
+      - Required with O(provider=vsphere).
     type: str
   item:
     description:
-      - vSphere. Name of the library item; created if missing.
+      - vSphere. Name of the library item; created if missing (of type V(iso) for C(.iso), V(ovf) for C(.ovf) or
+        C(.ova), else V(file)). With C(state=absent), the item is deleted with its files and update sessions.
+      - Required with O(provider=vsphere).
     type: str
   file_name:
     description:
@@ -25,7 +29,8 @@ options:
   keep_session_on_failure:
     description:
       - vSphere. On a retryable failure, leave the update session ACTIVE so the next run resumes it
-        (it expires on its own when idle). Otherwise a failed session is failed, canceled and deleted.
+        (it expires on its own when idle). Otherwise a failed session is failed, canceled and deleted, and an item
+        this run created is deleted with it unless it holds files.
     type: bool
     default: false
   api_style:
@@ -37,15 +42,16 @@ options:
     choices: [auto, api, rest]
 '''
 
-    SESSION = r'''
+    # vSphere options of the session modules (imagestore.upload.vsphere.SELECTORS)
+    SELECTORS = r'''
 options:
   library:
     description:
-      - vSphere. Name or id of the content library; with O(item), names the item's update session.
+      - vSphere. Name or id of the content library; with O(item), names the item's update sessions (instead of O(session_id)).
     type: str
   item:
     description:
-      - vSphere. Name of the library item whose update session is meant.
+      - vSphere. Name of the library item whose update sessions are meant.
     type: str
   api_style:
     description:

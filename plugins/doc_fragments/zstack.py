@@ -56,7 +56,7 @@ options:
 '''
 
     # Options of upload_session_info, upload_session_commit and upload_session_absent for provider zstack
-    SESSION = r'''
+    SELECTORS = r'''
 options:
   image_id:
     description:

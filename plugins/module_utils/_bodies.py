@@ -45,12 +45,13 @@ class Segment(object):
 class FileRange(object):
     """Bytes ``[start, end]`` of ``path`` as a request body (``end < start``: empty)."""
 
-    def __init__(self, path, start, end, hashers=(), check=None):
+    def __init__(self, path, start, end, hashers=(), check=None, progress=None):
         self.path = path
         self.start = start
         self.count = max(0, end - start + 1)
         self.hashers = tuple(hashers)
         self.check = check
+        self.progress = progress        # progress(n): n more bytes went out
         self._file = None
         self.len = self.count
 
@@ -69,6 +70,8 @@ class FileRange(object):
             count = min(SEGMENT, end - pos)
             yield Segment(self, pos, count)
             pos += count
+            if self.progress is not None:
+                self.progress(count)
 
     def buffered(self, offset, count):
         fd = self.fileobj().fileno()
@@ -83,6 +86,8 @@ class FileRange(object):
                 hasher.update(data)
             pos += len(data)
             yield data
+            if self.progress is not None and self.hashers:
+                self.progress(len(data))
 
     def fileobj(self):
         if self._file is None:

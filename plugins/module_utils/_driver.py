@@ -31,8 +31,6 @@ def connect(params, cls, check_mode=False, warn=None, operation=None):
 
 def execute(protocol, operation, reporter=None):
     """Run one operation on a protocol: the result dict (raises ImageStoreError)."""
-    if getattr(protocol, "legacy", False):
-        return protocol.run_legacy(operation)
     if operation == "upload":
         engine = Engine(protocol, reporter=reporter)
         return engine.absent() if protocol.ctx.params.get("state") == "absent" else engine.upload()

@@ -18,13 +18,14 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.imagestore.upload.plugins.module_utils._errors import (
     BadInput, ImageStoreError, LocalFileError, SessionLost, SourceChangedError, VerificationError,
 )
 from ansible_collections.imagestore.upload.plugins.module_utils._protocol import (
-    FILE, INCOMPLETE, KEPT, LEFT, REMOVED, SLICE, Verdict,
+    DONE, FILE, INCOMPLETE, KEPT, LEFT, REMOVED, SLICE, Verdict,
 )
 from ansible_collections.imagestore.upload.plugins.module_utils._ranges import plan, total
 from ansible_collections.imagestore.upload.plugins.module_utils._source import DigestCache, Source, check_local, parse_checksum
@@ -56,10 +57,8 @@ class NullReporter:
         pass
 
 
-def cleanup_sentence(outcome, session_id, note=None):
-    """What became of a failed run's session; ``note``: the protocol's words on what its removal took with it."""
-    if outcome == REMOVED and note:
-        return "upload session %s was removed with what it had received (%s)" % (session_id, note)
+def cleanup_sentence(outcome, session_id):
+    """What became of a failed run's session."""
     if outcome == KEPT:
         return ("upload session %s is kept: run again to resume it, or remove it with imagestore.upload.upload_session_absent"
                 % session_id)
@@ -199,6 +198,8 @@ class Engine:
             if session is None:
                 would += sum(f.size for f in group)
                 continue
+            if session.state == DONE:       # a concurrent run completed it meanwhile
+                continue
             resumed.append(session.id)
             missing = p.missing(session, group)
             would += sum(total(missing.get(f.name, [])) if p.unit != FILE else (f.size if missing.get(f.name) else 0)
@@ -257,15 +258,21 @@ class Engine:
         p = self.p
         key = p.resume_key(dest, group)
         session = p.find_session(dest, key, group)
+        if session is not None and session.state == DONE:
+            return self._done_meanwhile(session, dest, group)
         background = [f.source.digests_in_background(tuple(sorted(set(("sha256",) + tuple(f.source.declared)))))
                       for f in group]
-        sent = [0]
+        sent = {}           # file name -> bytes the store accepted from this run
         while True:
             try:
                 if session is None:
                     session = p.open_session(dest, key, group)
+                    if session.state == DONE:
+                        for digests in background:
+                            digests.result()
+                        return self._done_meanwhile(session, dest, group)
                 self.reporter.phase("uploading to %s" % p.where(dest))
-                sent[0] += self._transfer(session, dest, group)
+                self._transfer(session, dest, group, sent)
                 for f, digests in zip(group, background):
                     f.digests.update(digests.result())
                     f.source.check_unchanged()
@@ -293,9 +300,15 @@ class Engine:
                     except Exception:  # pylint: disable=broad-except  # the failure that counts is exc
                         pass
                 raise self._failed(session, dest, group, exc)
-        # found: it existed before this run (found by find_session, or another run's that open_session joined)
-        outcome = {"bytes_sent": sent[0], "resumed": session.found, "session_id": session.id}
-        return dict((f.name, outcome) for f in group)
+        # resumed: the session the upload ended in existed before this run (found, or a concurrent run's, joined)
+        return dict((f.name, {"bytes_sent": sent.get(f.name, 0), "resumed": bool(session.found), "session_id": session.id})
+                    for f in group)
+
+    def _done_meanwhile(self, session, dest, group):
+        """find_session or open_session answered a DONE session: a concurrent run completed this upload after this run
+        looked at the store. Nothing is sent; what the store holds is verified; the files count as unchanged by this run."""
+        self.p.verify(session, dest, group)
+        return dict((f.name, {"bytes_sent": 0, "resumed": False, "session_id": session.id, "unchanged": True}) for f in group)
 
     def _plan(self, session, f, ranges):
         if self.p.unit == FILE:
@@ -304,7 +317,8 @@ class Engine:
             return plan(ranges, session.grid, grid=session.grid, size=f.size)
         return plan(ranges, self.chunk_size)
 
-    def _transfer(self, session, dest, group):
+    def _transfer(self, session, dest, group, sent):
+        """Send what the session misses; add the bytes accepted per file to ``sent``."""
         p = self.p
         by_name = dict((f.name, f) for f in group)
 
@@ -317,19 +331,22 @@ class Engine:
 
         def send(unit):
             try:
-                return p.send(session, unit.item, unit.start, unit.end)
+                n = p.send(session, unit.item, unit.start, unit.end)
+                with lock:
+                    sent[unit.item.name] = sent.get(unit.item.name, 0) + n
+                return n
             except ImageStoreError as exc:
                 if not isinstance(exc, SourceChangedError) and unit.item.source.changed():
                     raise SourceChangedError("%s changed while it was being uploaded (%s); run again to upload its current "
                                              "content" % (unit.item.path, exc.message))
                 raise
 
+        lock = threading.Lock()
         stall = max(30.0, 2.0 * float(self.params.get("request_timeout") or 60))
         transfer = Transfer(missing, send, self.parallel, self.deadline, stall_seconds=stall,
                             on_sent=self.reporter.advance, doing="uploading to %s" % p.where(dest))
-        sent = transfer.run()
+        transfer.run()
         self.conflicts += transfer.conflicts
-        return sent
 
     # -- failures ---------------------------------------------------------------------------------------
     def _keep(self, exc):
@@ -346,7 +363,9 @@ class Engine:
             else:
                 return exc        # a bug of ours: the runner reports it as such
         if session is None:
+            self._destination_keys(exc, dest, None)
             return exc
+        note = None
         if not session.owned:
             outcome = LEFT
         else:
@@ -357,9 +376,21 @@ class Engine:
             except ImageStoreError as cleanup:
                 outcome = INCOMPLETE
                 exc.details["cleanup_error"] = cleanup.message
-        error = exc.with_message("%s; %s" % (exc.message, cleanup_sentence(outcome, session.id, session.cleanup_note)))
+            if isinstance(outcome, tuple):      # (outcome, a sentence on what else the cleanup did)
+                outcome, note = outcome
+        error = exc.with_message("%s; %s%s" % (exc.message, cleanup_sentence(outcome, session.id), "; " + note if note else ""))
         error.details.update(session_id=session.id, session_cleanup=outcome)
+        self._destination_keys(error, dest, session.id)
         return error
+
+    def _destination_keys(self, error, dest, session_id):
+        """A failure carries the provider's result keys too (where the destination is), as a success does."""
+        try:
+            keys = self.p.result(dest, session_id)
+        except ImageStoreError:
+            return
+        for key, value in keys.items():
+            error.details.setdefault(key, value)
 
     def _abort_quietly(self, session, dest, reason):
         if session is None or not session.owned:
@@ -388,11 +419,18 @@ class Engine:
             outcome = outcomes.get(entry["name"])
             if outcome is not None:
                 entry.update(outcome)
+                if entry.pop("unchanged", False):
+                    entry["changed"] = False
                 entry["sha256"] = dict((f.name, f) for f in files)[entry["name"]].digests.get("sha256")
         result.update(p.result(dest, ids[0] if len(ids) == 1 else None))
+        what = todo[0].name if len(todo) == 1 else "%d files" % len(todo)
+        if all(o.get("unchanged") for o in outcomes.values()):
+            result["changed"] = False
+            result["msg"] = "%s already holds %s: a concurrent run uploaded %s meanwhile; nothing sent" % (
+                p.where(dest), what, "it" if len(todo) == 1 else "them")
+            return
         result["msg"] = "%s %d bytes of %s to %s" % (
-            "resumed and sent the missing" if resumed else "uploaded", sent,
-            todo[0].name if len(todo) == 1 else "%d files" % len(todo), p.where(dest))
+            "resumed and sent the missing" if resumed else "uploaded", sent, what, p.where(dest))
         if result.get("notes"):
             result["msg"] += "; " + "; ".join(sorted(set(result["notes"])))
 

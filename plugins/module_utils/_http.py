@@ -64,13 +64,19 @@ def short(text, limit=300):
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 def origin(url):
-    """scheme://host:port of a URL, without user info, path or query (safe to print)."""
+    """scheme://host:port of a URL, without user info, path or query (safe to print); the scheme's default port is left
+    out, so ``https://vc:443/x`` and ``https://vc/y`` are the same origin."""
     parts = urlsplit(url)
+    scheme = (parts.scheme or "").lower()
     host = parts.hostname or ""
     if ":" in host:
         host = "[%s]" % host
-    return "%s://%s%s" % (parts.scheme, host, ":%d" % parts.port if parts.port else "")
+    port = parts.port if parts.port and parts.port != DEFAULT_PORTS.get(scheme) else None
+    return "%s://%s%s" % (scheme, host, ":%d" % port if port else "")
 
 
 def basic_auth(username, password):

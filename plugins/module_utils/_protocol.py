@@ -106,8 +106,6 @@ class Session:
         self.expires = expires
         self.destination = destination or {}
         self.extra = extra
-        #: what abort() removed besides the session, in a few words for the failure message (e.g. "image U was deleted")
-        self.cleanup_note = None
 
     def __repr__(self):
         return "Session(%r, %s)" % (self.id, self.state)
@@ -166,12 +164,13 @@ class Protocol:
     Hooks of ``image_upload`` (in the order the engine calls them):
       local_files(src) -> [LocalFile];  destination(files) -> dest;  stored(dest, files) -> {name: Stored};
       holds(dest, stored, file) -> Verdict;  resume_key(dest, files) -> str;
-      find_session(dest, key, files) -> Session | None;  open_session(dest, key, files) -> Session;
+      find_session(dest, key, files) -> Session | None;  open_session(dest, key, files) -> Session (either may answer a
+        Session in state DONE: a concurrent run completed this upload after this run looked; nothing is sent, verify runs);
       missing(session, files) -> {name: [ranges]};  send(session, file, start, end) -> bytes accepted;
       put_whole(dest, file) (small and empty files, when ``whole_file_max``/``empty_files`` say so);
       commit(session, dest, files);  wait(session, dest, files);  verify(session, dest, files);
-      record(session, dest, files);  abort(session, dest, reason, keep) -> cleanup outcome (``session.cleanup_note`` may
-      say what the removal took with it);
+      record(session, dest, files);  abort(session, dest, reason, keep) -> cleanup outcome (or (outcome, a sentence on
+        what else the cleanup did, appended to the message));
       finish(dest, files, changed) -> extra result keys;  result(dest, session) -> provider result keys;
       diff_state(dest, stored, files) -> the diff's "before"/"after" description.
     Hooks of the session modules: select() -> [Session];  describe(session) -> extra record keys;

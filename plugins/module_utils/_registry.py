@@ -7,20 +7,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.imagestore.upload.plugins.module_utils._legacy import bridge
 from ansible_collections.imagestore.upload.plugins.module_utils._servicefabric_protocol import ServiceFabric
-from ansible_collections.imagestore.upload.plugins.module_utils._vsphere import VSphere as _OldVSphere
+from ansible_collections.imagestore.upload.plugins.module_utils._vsphere_protocol import VSphere
 from ansible_collections.imagestore.upload.plugins.module_utils._zstack_protocol import ZStack
-
-_STR = dict(type="str")
 
 PROVIDERS = {
     "servicefabric": ServiceFabric,
-    "vsphere": bridge(_OldVSphere, {"library": _STR, "item": _STR, "file_name": _STR,
-                                    "keep_session_on_failure": dict(type="bool", default=False),
-                                    "api_style": dict(type="str", default="auto", choices=["auto", "api", "rest"])},
-                      ("library", "item"), {"library": _STR, "item": _STR,
-                                            "api_style": dict(type="str", default="auto", choices=["auto", "api", "rest"])},
-                      ("library", "item")),
+    "vsphere": VSphere,
     "zstack": ZStack,
 }

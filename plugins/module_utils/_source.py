@@ -174,9 +174,10 @@ class Source:
         if self._check is not None:
             self._check(doing)
 
-    def body(self, start, end, hashers=()):
+    def body(self, start, end, hashers=(), progress=None):
         """Bytes ``[start, end]`` as a request body (sendfile where the connection allows; see _bodies.FileRange)."""
-        return FileRange(self.path, start, end, hashers=hashers, check=self._sending if self._check is not None else None)
+        return FileRange(self.path, start, end, hashers=hashers, check=self._sending if self._check is not None else None,
+                         progress=progress)
 
     def reader(self, start, end, hashers=()):
         return SliceReader(self.path, start, end, hashers=hashers, check=self._sending if self._check is not None else None)

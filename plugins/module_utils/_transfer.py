@@ -13,7 +13,8 @@ refills as each unit ends), and ask again. What the loop survives, decided here 
   retries): the other units go on; the unit is planned again from the store's next answer. A store
   that still holds a cut unit as "in flight" refuses it for a while: the loop waits with backoff
   (never past the deadline) and tries again, and gives up only when nothing was accepted for
-  ``stall_seconds``;
+  ``stall_seconds`` and at least ``STALL_ROUNDS`` rounds were tried (a whole-file unit whose attempt
+  outlasts ``stall_seconds`` is still tried again);
 * anything else stops the workers and is raised (``SessionLost`` is the engine's to handle; ``StoreFull``: a
   re-run resumes once the store has room, this run does not fill the rest of its disk).
 """
@@ -29,6 +30,9 @@ from ansible_collections.imagestore.upload.plugins.module_utils._errors import (
     Conflict, DeadlineExceeded, ImageStoreError, SessionLost, StoreFull, TransferError,
 )
 from ansible_collections.imagestore.upload.plugins.module_utils._wait import HOLD, Backoff
+
+#: rounds without any accepted byte before a stalled transfer is given up (with ``stall_seconds`` passed too)
+STALL_ROUNDS = 3
 
 
 class Unit:
@@ -77,6 +81,7 @@ class Transfer:
         backoff = Backoff(**HOLD)
         last_progress = self.deadline.clock()
         previous = None
+        fruitless = 0           # rounds since the last accepted byte
         while True:
             self.deadline.check(self.doing)
             units = self.missing()
@@ -91,12 +96,14 @@ class Transfer:
                 last_progress = self.deadline.clock()
                 backoff.reset()
                 previous = None
+                fruitless = 0
                 continue
+            fruitless += 1
             if waits is None and plan != previous:
                 previous = plan        # every unit answered and the store had them all: ask again (once for this plan)
                 continue
             idle = self.deadline.clock() - last_progress
-            if idle >= self.stall_seconds:
+            if idle >= self.stall_seconds and fruitless >= STALL_ROUNDS:
                 left = sum(u.size for u in units)
                 raise TransferError("the store still reports %d bytes missing; nothing was accepted for %d seconds (last error: %s)"
                                     % (left, idle, self.last_error or "none"))

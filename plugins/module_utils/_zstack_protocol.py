@@ -372,7 +372,7 @@ class ZStack(ZStackSessions, Protocol):
         if keep:
             return KEPT
         if self.jobs.end(session.id, session.upload.image_uuid):
-            session.cleanup_note = "image %s was deleted and expunged" % session.upload.image_uuid
+            return REMOVED, "image %s was deleted and expunged" % session.upload.image_uuid
         return REMOVED
 
     # -- image_upload state=absent ----------------------------------------------------------------------

@@ -20,9 +20,9 @@ description:
 extends_documentation_fragment:
   - imagestore.upload.connection
   - imagestore.upload.session
-  - imagestore.upload.servicefabric.SESSION
-  - imagestore.upload.vsphere.SESSION
-  - imagestore.upload.zstack.SESSION
+  - imagestore.upload.servicefabric.SELECTORS
+  - imagestore.upload.vsphere.SELECTORS
+  - imagestore.upload.zstack.SELECTORS
   - imagestore.upload.attributes
 seealso:
   - module: imagestore.upload.image_upload

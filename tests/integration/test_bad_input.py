@@ -122,7 +122,7 @@ CASES = [
      "parallel must be between 1 and 64, got 65"),
     # -- vSphere -----------------------------------------------------------------------------------
     ("vs-item-missing", "image_upload", dict(VS, src="@FILE@", library="images"),
-     "provider is vsphere but all of the following are missing: item"),
+     "provider vsphere uploads with src, library, item: item is missing"),
     ("vs-library-unknown", "image_upload", dict(VS, src="@FILE@", library="nope", item="i"),
      "library 'nope' not found on @URL@: give the name or id of an existing content library"),
     ("vs-wrong-password", "image_upload", dict(VS, password="Not-The-Password-7", src="@FILE@", library="images", item="i"),
@@ -130,15 +130,22 @@ CASES = [
     ("vs-no-credentials", "image_upload", dict(VS, username=None, password=None, src="@FILE@", library="images", item="i"),
      "provider vsphere needs username and password (options username and password, or IMAGESTORE_USERNAME and IMAGESTORE_PASSWORD)"),
     ("vs-src-directory", "image_upload", dict(VS, src="@DIR@", library="images", item="i"),
-     "src: @DIR@ is a directory; this provider uploads one file"),
+     "src: @DIR@ is a directory; this provider uploads one file (an image, an OVA, or an OVF descriptor with the files it "
+     "references)"),
     ("vs-api-style", "image_upload", dict(VS, src="@FILE@", library="images", item="i", api_style="soap"),
      "value of api_style must be one of: auto, api, rest, got: soap"),
     ("vs-foreign-option", "image_upload", dict(VS, src="@FILE@", library="images", item="i", backup_storage="bs"),
-     "startswith:option backup_storage belongs to provider zstack; provider vsphere takes"),
+     "option backup_storage: backup_storage belongs to provider zstack; provider vsphere takes api_style, file_name, item, "
+     "keep_session_on_failure, library"),
     ("vs-info-library-only", "upload_session_info", dict(VS, library="images"),
-     "provider vsphere looks up update sessions by session_id, or by library and item together; give one of them"),
+     "provider vsphere looks up upload sessions by session_id, or by library and item; give the missing item"),
     ("vs-commit-unknown", "upload_session_commit", dict(VS, session_id="no-such-session"),
-     "no update session to commit: update session no-such-session is unknown (deleted, or dropped by the server after it ended)"),
+     "no upload session for session_id no-such-session on @URL@ (it was committed and forgotten, removed, or it expired)"),
+    ("vs-absent-item-missing", "image_upload", dict(VS, state="absent", library="images"),
+     "provider vsphere removes content with library, item: item is missing"),
+    ("vs-checksum-bad", "image_upload", dict(VS, src="@FILE@", library="images", item="i", checksum="sha256:xyz"),
+     "checksum 'sha256:xyz' is not a checksum: give <algorithm>:<hex digest>, e.g. sha256:%s (algorithms: md5, sha1, sha256, "
+     "sha512)" % ("0" * 64)),
     ("vs-keep-type", "image_upload", dict(VS, src="@FILE@", library="images", item="i", keep_session_on_failure="often"),
      "regex:argument 'keep_session_on_failure' is of type (<class 'str'>|str) and we were unable to convert to bool"),
 ]

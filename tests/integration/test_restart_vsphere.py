@@ -34,10 +34,12 @@ def test_sigkill_mid_put_then_the_rerun_resumes_the_session(ansible, own_emulato
     session_id = failed["session_id"]
     # the client could neither finish nor clean up: it says so, and names the cause
     refused = "cannot connect to %s: connection refused (is the endpoint right and the service running?)" % emu.url
-    assert failed["msg"] == ("get big.iso of update session {0} failed after 2 attempts: {1}; update session {0} could not be "
-                             "cleaned up (failed: fail update session {0} failed after 2 attempts: {1}); it may still be ACTIVE: "
-                             "remove it with imagestore.upload.upload_session_absent".format(session_id, refused)), failed["msg"]
+    assert failed["msg"] == ("get update session {0} failed after 2 attempts: {1}; upload session {0} could not be removed and "
+                             "may still exist: remove it with imagestore.upload.upload_session_absent".format(session_id, refused)), \
+        failed["msg"]
     assert failed["session_cleanup"] == "incomplete"
+    assert failed["cleanup_error"] == ("update session {0} could not be cleaned up (failed: fail update session {0} failed after 2 "
+                                       "attempts: {1}); it may still be ACTIVE".format(session_id, refused))
     assert_no_traceback(run.output)
 
     emu.restart()
@@ -67,4 +69,4 @@ def test_a_completed_item_file_survives_sigkill(ansible, own_emulator, image):
     assert own_emulator.stored_sha256("vsphere", result["item_id"], "kept.iso") == digest
     again, run = ansible.module("image_upload", args(own_emulator, src, "kept"))
     assert again["changed"] is False and again["bytes_sent"] == 0 and again["item_id"] == result["item_id"], run.output
-    assert "size and SHA-1" in again["msg"]
+    assert again["compared"] == "sha1" and "(compared by sha1)" in again["msg"]

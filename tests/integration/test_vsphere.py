@@ -16,9 +16,9 @@ import uuid
 import pytest
 import requests
 
-from ansible_collections.imagestore.upload.plugins.module_utils._upload import DigestCache, Source
+from ansible_collections.imagestore.upload.plugins.module_utils._source import DigestCache, Source
 from pytest_imagestore.partial import PartialUploads
-from pytest_imagestore.partial_vsphere import client_for
+from vsphere_helpers import client_for
 from pytest_imagestore.plugin import Target
 from tests.conftest import assert_no_traceback, make_file, sha256_file
 
@@ -156,7 +156,15 @@ def test_iso_into_a_new_item_then_unchanged_and_no_session_left(ansible, peer, i
     second, info = again.results
     assert second["changed"] is False and second["bytes_sent"] == 0 and second["session_id"] is None, again.output
     assert second["item_id"] == item_id and second["sha256"] == digest
-    assert ("size and SHA-1" in second["msg"]) == (peer.kind == "emulator")      # vcsim reports no checksum: size decides
+    if peer.kind == "emulator":
+        assert second["compared"] == "sha1" and "notes" not in second
+        assert second["msg"] == ("item %r of library %r already holds ubuntu.iso (compared by sha1); nothing sent (force=true "
+                                 "uploads again)" % (item, peer.library))
+    else:                                                                       # vcsim reports no checksum: size decides
+        note = "the store reports no checksum for ubuntu.iso, so only its size was compared"
+        assert second["compared"] == "size" and second["notes"] == [note]
+        assert second["msg"] == ("item %r of library %r already holds ubuntu.iso (compared by size); nothing sent (force=true "
+                                 "uploads again); %s" % (item, peer.library, note))
     assert info["sessions"] == [] and peer.sessions(item_id) == []             # the DONE session was deleted, none ACTIVE
     if peer.emulator:
         assert peer.data_bytes() - before == ISO_SIZE
@@ -169,7 +177,7 @@ def test_check_mode_sends_nothing_and_diff_shows_the_change(ansible, peer, image
     result, run = ansible.module("image_upload", peer.args(src=src, item=item), check=True, diff=True)
     assert result["changed"] is True and result["bytes_sent"] == 0 and result["would_send"] == 3 * MiB, run.output
     assert result["item_id"] is None and result["session_id"] is None
-    assert result["msg"] == "would create item %r of library %r and upload check.iso (%d bytes)" % (item, peer.library, 3 * MiB)
+    assert result["msg"] == "would send %d of %d bytes to item %r of library %r" % (3 * MiB, 3 * MiB, item, peer.library)
     assert result["diff"]["before"] == {"item": item, "file_name": "check.iso", "size": None, "checksum": None}
     assert result["diff"]["after"]["size"] == 3 * MiB
     assert peer.item_id(item) is None                        # no item was created, so no session either
@@ -193,17 +201,20 @@ def test_info_commit_and_absent_are_idempotent(ansible, peer, image, partial):
     by_item, by_id, checked, committed, again, absent, absent_again = run.results
     assert by_item["changed"] is False, run.output
     (s,) = by_item["sessions"]
-    assert s["id"] == sid and s["state"] == "active" and s["provider"] == "vsphere" and s["library_item_id"] == made.item_id
-    assert [f["name"] for f in s["files"]] == ["commit.img"] and s["raw"]["state"] == "ACTIVE"
-    if peer.kind == "emulator":
-        assert s["size"] == 2 * MiB + 5 and s["bytes_received"] == 2 * MiB + 5 and s["progress"] == 100.0
-        assert s["files"][0]["status"] == "ready" and s["missing_ranges"] == [] and s["expires"].endswith("Z")
+    assert s["id"] == sid and s["provider"] == "vsphere" and s["library_item_id"] == made.item_id
+    assert [f["name"] for f in s["files"]] == ["commit.img"] and s["raw"]["state"] == "ACTIVE" and s["raw_state"] == "ACTIVE"
+    if peer.kind == "emulator":                     # every file READY: complete (vcsim never says a file is READY)
+        assert s["state"] == "complete" and s["size"] == 2 * MiB + 5 and s["bytes_received"] == 2 * MiB + 5
+        assert s["progress"] == 100.0 and s["files"][0]["status"] == "ready" and s["missing_ranges"] == []
+        assert s["expires"].endswith("Z")
+    else:
+        assert s["state"] == "active"
     assert by_id["sessions"] == by_item["sessions"]
-    assert checked["changed"] is True and checked["msg"] == "would complete update session %s" % sid
-    assert committed["changed"] is True and committed["msg"] == "completed update session %s" % sid
-    assert again["changed"] is False and again["msg"] == "update session %s is already DONE" % sid
+    assert checked["changed"] is True and checked["msg"] == "would commit upload session %s" % sid
+    assert committed["changed"] is True and committed["msg"] == "committed upload session %s" % sid
+    assert again["changed"] is False and again["msg"] == "upload session %s was already committed" % sid
     assert absent["changed"] is True and absent["deleted"] == [sid] and absent["canceled"] == []      # DONE: not canceled
-    assert absent_again["changed"] is False and absent_again["msg"] == "no such update session"
+    assert absent_again["changed"] is False and absent_again["msg"] == "no upload session to remove for session_id %s" % sid
     assert peer.sessions(made.item_id) == []
     assert peer.files(made.item_id) == {"commit.img": 2 * MiB + 5}
     if peer.emulator:
@@ -217,7 +228,7 @@ def test_absent_cancels_an_active_session_then_deletes_it(ansible, peer, vsphere
                        ("imagestore.upload.upload_session_absent", peer.args(item=item))])
     first, second = run.results
     assert first["changed"] is True and first["canceled"] == [session["id"]] and first["deleted"] == [session["id"]], run.output
-    assert first["msg"] == "deleted 1 update session(s) (canceled first: %s)" % session["id"]
+    assert first["msg"] == "removed 1 upload session(s): %s" % session["id"]
     assert second["changed"] is False and second["deleted"] == []
     assert peer.sessions(session["item_id"]) == []
 
@@ -257,10 +268,12 @@ def test_resume_after_an_interrupted_transfer(ansible, emu_peer, image, imagesto
     run = ansible.run([("imagestore.upload.upload_session_commit", emu_peer.args(item=item)),
                        ("imagestore.upload.image_upload", emu_peer.args(src=src, item=item))])
     refused, result = run.results
-    assert refused["failed"] is True and refused["invalid_files"][0]["name"] == "resume.iso", run.output
-    assert refused["msg"].startswith("update session %s cannot be completed: invalid files: resume.iso (the transfer of "
-                                     "resume.iso broke after " % partial.session_id)
-    assert refused["missing_files"] == [] and refused["session"]["state"] == "active"
+    assert refused["failed"] is True, run.output
+    assert refused["msg"] == ("upload session %s cannot be committed: %d bytes are missing (ranges 0-%d); run image_upload "
+                              "again to send them" % (partial.session_id, 6 * MiB + 7, 6 * MiB + 6))
+    assert refused["session"]["state"] == "active" and refused["missing_ranges"] == [{"start": 0, "end": 6 * MiB + 6}]
+    (broken,) = refused["session"]["files"]
+    assert broken["status"] == "error" and broken["error"].startswith("the transfer of resume.iso broke after ")
     assert result["changed"] is True and result["resumed"] is True, run.output
     assert result["session_id"] == partial.session_id and result["item_created"] is False
     assert result["bytes_sent"] == 6 * MiB + 7                        # whole-file re-send: the protocol has no ranged PUT
@@ -288,8 +301,11 @@ def test_resumed_ovf_sends_only_the_files_not_yet_ready(ansible, emu_peer, tmp_p
                        ("imagestore.upload.image_upload", emu_peer.args(src=ovf, item=item)),
                        ("imagestore.upload.image_upload", emu_peer.args(src=ovf, item=item))])
     refused, result, again = run.results
-    assert refused["failed"] is True and refused["missing_files"] == ["disk2.vmdk"] and refused["invalid_files"] == []
-    assert refused["msg"] == "update session %s cannot be completed: missing files: disk2.vmdk" % partial.session_id
+    ovf_size = (folder / "appliance.ovf").stat().st_size
+    first, last = ovf_size + 3 * MiB, ovf_size + 5 * MiB + 8           # disk2.vmdk, laid after the descriptor and disk1
+    assert refused["failed"] is True and refused["missing_ranges"] == [{"start": first, "end": last}], run.output
+    assert refused["msg"] == ("upload session %s cannot be committed: %d bytes are missing (ranges %d-%d); run image_upload "
+                              "again to send them" % (partial.session_id, 2 * MiB + 9, first, last))
     assert result["changed"] is True and result["resumed"] is True and result["session_id"] == partial.session_id, run.output
     assert result["bytes_sent"] == 2 * MiB + 9 and emu_peer.data_bytes() - before == 2 * MiB + 9
     assert [(f["name"], f["bytes_sent"]) for f in result["files"]] == [("appliance.ovf", 0), ("disk1.vmdk", 0),
@@ -325,9 +341,9 @@ def test_checksum_mismatch_fails_clearly_and_cleans_up(ansible, emu_peer, image)
     assert failed["msg"].startswith("upload of changed.iso failed: HTTP 400 invalid_argument: checksum mismatch for changed.iso "
                                     "(SHA1): expected %s, got " % stale_sha1)
     assert "%s changed after its checksum was computed" % src in failed["msg"]
-    assert failed["msg"].endswith("update session %s was failed, canceled and deleted; the library item %s created by this run "
-                                  "was deleted" % (sid, failed["item_id"]))
-    assert failed["session_cleanup"] == "deleted"
+    assert failed["msg"].endswith("upload session %s was removed with what it had received; the library item %s created by "
+                                  "this run was deleted" % (sid, failed["item_id"]))
+    assert failed["session_cleanup"] == "removed"
     assert_no_traceback(run.output)
     assert info["sessions"] == []                                       # cleaned up: nothing left, let alone ACTIVE
     assert all(s["id"] != sid for s in emu_peer.emulator.control("GET", "vsphere/sessions").json())
@@ -345,25 +361,27 @@ def test_a_transfer_cut_once_is_sent_again_in_the_same_run(ansible, emu_peer, im
 
 
 def test_retryable_failure_keeps_the_session_only_when_asked(ansible, emu_peer, image, faults, imagestore_emulator):
+    """Every data PUT is cut: the transfer loop sends the file again with backoff until the run's timeout (6 s), which is a
+    retryable failure: the session is removed (with the item the run created), or kept on request and resumed next."""
     src, digest = image(3 * MiB, seed=40, name="kept.iso")
     item = unique("kept")
     always = {"provider": "vsphere", "operation": "data_put", "action": "close_after_bytes", "bytes": MiB, "count": 0}
     clear = {"url": faults.url, "method": "DELETE", "status_code": 200}
     run = ansible.run([
         {"ansible.builtin.uri": {"url": faults.url, "method": "POST", "body_format": "json", "body": always}},
-        ("imagestore.upload.image_upload", emu_peer.args(src=src, item=item, retries=1)),
-        ("imagestore.upload.image_upload", emu_peer.args(src=src, item=item, retries=1, keep_session_on_failure=True)),
+        ("imagestore.upload.image_upload", emu_peer.args(src=src, item=item, retries=1, timeout=6)),
+        ("imagestore.upload.image_upload", emu_peer.args(src=src, item=item, retries=1, timeout=6, keep_session_on_failure=True)),
         {"ansible.builtin.uri": clear},
         ("imagestore.upload.image_upload", emu_peer.args(src=src, item=item)),
     ])
     _, dropped, kept, _, resumed = run.results
-    assert dropped["failed"] is True and dropped["session_cleanup"] == "deleted", run.output
-    assert dropped["msg"].startswith("upload of kept.iso: connection to %s failed: " % emu_peer.target.endpoint)
-    assert dropped["msg"].endswith("update session %s was failed, canceled and deleted; the library item %s created by this run "
-                                   "was deleted" % (dropped["session_id"], dropped["item_id"]))
+    assert dropped["failed"] is True and dropped["session_cleanup"] == "removed", run.output
+    assert dropped["msg"].startswith("timeout of 6 seconds reached while ")
+    assert dropped["msg"].endswith("upload session %s was removed with what it had received; the library item %s created by "
+                                   "this run was deleted" % (dropped["session_id"], dropped["item_id"]))
     assert kept["failed"] is True and kept["session_cleanup"] == "kept" and kept["session_id"] != dropped["session_id"]
-    assert kept["msg"].endswith("update session %s is left ACTIVE (keep_session_on_failure=true): run again to resume it, or "
-                                "remove it with imagestore.upload.upload_session_absent" % kept["session_id"])
+    assert kept["msg"].endswith("upload session %s is kept: run again to resume it, or remove it with "
+                                "imagestore.upload.upload_session_absent" % kept["session_id"])
     assert resumed["changed"] is True and resumed["resumed"] is True and resumed["session_id"] == kept["session_id"]
     assert resumed["item_created"] is False and resumed["item_id"] == kept["item_id"]
     assert emu_peer.emulator.stored_sha256("vsphere", resumed["item_id"], "kept.iso") == digest
@@ -381,7 +399,7 @@ def test_bad_input_fails_clearly_without_secrets(ansible, emu_peer, image):
         ("image_upload", emu_peer.args(src=src, item="bad", file_name="../x.iso"),
          "file_name '../x.iso' must be a plain file name without '/', '\\' or '..', e.g. 'disk.iso'"),
         ("upload_session_info", emu_peer.target.module_args(library=emu_peer.library),
-         "provider vsphere looks up update sessions by session_id, or by library and item together; give one of them"),
+         "provider vsphere looks up upload sessions by session_id, or by library and item; give the missing item"),
         ("upload_session_commit", emu_peer.target.module_args(session_id="../etc"),
          "session_id '../etc' is not a valid vSphere update session id: use the id image_upload or upload_session_info "
          "returned (letters, digits, '.', '_', ':' and '-')"),
@@ -397,3 +415,21 @@ def test_bad_input_fails_clearly_without_secrets(ansible, emu_peer, image):
     assert_no_traceback(run.output)
     assert secret not in run.output and secret not in repr(run.results)
     assert emu_peer.target.options["password"] not in run.output
+
+
+def test_state_absent_removes_the_item_with_check_mode_and_diff(ansible, emu_peer, image):
+    src, _ = image(2 * MiB, seed=43, name="gone.iso")
+    item = unique("absent")
+    made, run = ansible.module("image_upload", emu_peer.args(src=src, item=item))
+    assert made["changed"] is True, run.output
+    absent = emu_peer.args(item=item, state="absent")
+    check, run = ansible.module("image_upload", absent, check=True, diff=True)
+    assert check["changed"] is True and check["msg"] == "would remove gone.iso from item %r of library %r" % (item, emu_peer.library)
+    assert check["diff"] == {"before": {"present": ["gone.iso"]}, "after": {"present": []}}, run.output
+    assert emu_peer.item_id(item) == made["item_id"]
+    run = ansible.run([("imagestore.upload.image_upload", absent), ("imagestore.upload.image_upload", absent)])
+    gone, again = run.results
+    assert gone["changed"] is True and gone["removed"] == ["gone.iso"] and gone["item_id"] == made["item_id"], run.output
+    assert again["changed"] is False and again["msg"] == "item %r of library %r holds nothing to remove" % (item, emu_peer.library)
+    assert emu_peer.item_id(item) is None
+    assert_no_traceback(run.output)

@@ -47,6 +47,10 @@ class MemStore:
         self.refuse_all = False         # every send answers a retryable failure (a store holding ranges forever)
         self.corrupt_on_commit = False
         self.advance_per_send = 0.0     # seconds the fake clock moves per send
+        # a concurrent run opens the session after this run looked: find_session finds nothing, open_session joins it
+        self.join_on_open = False
+        self.abort_note = None          # a sentence abort() adds about what else it cleaned up
+        self.completed_meanwhile = False  # a concurrent run stores the files after this run looked; find_session says DONE
         self.clock = None
 
     def stored_bytes(self, name):
@@ -105,6 +109,12 @@ class MemProtocol(Protocol):
         return "|".join("%s:%d:%s" % (f.name, f.size, f.digests.get("sha256")) for f in files)
 
     def find_session(self, dest, key, files):
+        if self.store.completed_meanwhile:
+            for f in files:
+                self.store.files[f.name] = (f.source.read(0, f.size - 1), next(self.store.versions))
+            return Session(None, DONE)
+        if self.store.join_on_open:
+            return None
         for sid, s in self.store.sessions.items():
             if s["key"] == key and s["state"] == ACTIVE:  # noqa: E501  (an open session of this content)
                 return self._session(sid, found=True)
@@ -123,6 +133,12 @@ class MemProtocol(Protocol):
                        found=found, grid=self.grid, destination={"names": list(s["names"])})
 
     def open_session(self, dest, key, files):
+        if self.store.join_on_open:
+            for sid, s in self.store.sessions.items():
+                if s["key"] == key and s["state"] == ACTIVE:
+                    session = self._session(sid, found=True)
+                    session.owned = False
+                    return session
         sid = "s%d" % next(self.store.ids)
         self.store.sessions[sid] = {"key": key, "names": [f.name for f in files], "sizes": dict((f.name, f.size) for f in files),
                                     "got": dict((f.name, bytearray(f.size)) for f in files),
@@ -194,7 +210,7 @@ class MemProtocol(Protocol):
         if keep:
             return KEPT
         self.store.sessions.pop(session.id, None)
-        return REMOVED
+        return (REMOVED, self.store.abort_note) if self.store.abort_note else REMOVED
 
     # -- session modules
     selector_group = ("path",)

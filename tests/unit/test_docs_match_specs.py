@@ -68,7 +68,7 @@ def test_module_spec_matches_its_documentation(module):
 @pytest.mark.parametrize("provider", sorted(PROVIDERS))
 def test_each_provider_documents_exactly_its_own_options(provider):
     cls = PROVIDERS[provider]
-    for attribute, group in (("DOCUMENTATION", cls.options), ("SESSION", cls.selectors), ("ABSENT", cls.absent_options)):
+    for attribute, group in (("DOCUMENTATION", cls.options), ("SELECTORS", cls.selectors), ("ABSENT", cls.absent_options)):
         try:
             documented = fragment("%s.%s" % (provider, attribute)).get("options") or {}
         except AttributeError:

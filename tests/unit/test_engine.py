@@ -9,7 +9,9 @@ from ansible_collections.imagestore.upload.plugins.module_utils._engine import E
 from ansible_collections.imagestore.upload.plugins.module_utils._errors import (
     BadInput, DeadlineExceeded, LocalFileError, TransferError, VerificationError,
 )
-from ansible_collections.imagestore.upload.plugins.module_utils._protocol import FILE, KEPT, RANGE, REMOVED, SLICE, Context
+from ansible_collections.imagestore.upload.plugins.module_utils._protocol import (
+    DONE, FILE, KEPT, RANGE, REMOVED, SLICE, Context, Session,
+)
 from ansible_collections.imagestore.upload.plugins.module_utils._sessions import SessionOps
 from ansible_collections.imagestore.upload.plugins.module_utils._wait import Deadline
 
@@ -285,18 +287,82 @@ def test_a_session_open_session_joined_counts_as_resumed_and_is_left_to_its_owne
     assert err.value.details["session_cleanup"] == "left" and not p.aborted
 
 
-def test_what_abort_removed_is_named_in_the_failure_message(tmp_path, clock):
+def test_files_of_one_session_report_their_own_bytes(tmp_path, clock):
+    h = Harness(tmp_path, clock, unit=FILE, scope="upload")
+    folder = tmp_path / "pkg"
+    folder.mkdir()
+    parts = [write(folder / n, data(5000 + i, i)) for i, n in enumerate(["a", "b", "c"])]
+    h.store.fail_units = {("b", 0): 1000}
+    with pytest.raises(Exception):
+        Engine(h.protocol(src=str(folder), timeout=20)).upload()
+    h.store.fail_units = {}
+    result = h.upload(str(folder))
+    assert [(f["name"], f["bytes_sent"]) for f in result["files"]] == [("a", 0), ("b", os.path.getsize(parts[1])), ("c", 0)]
+    assert result["bytes_sent"] == os.path.getsize(parts[1]) and all(f["resumed"] for f in result["files"])
+
+
+def test_a_joined_session_counts_as_resumed_and_is_left_to_its_owner(tmp_path, clock):
+    h = Harness(tmp_path, clock, unit=FILE, scope="upload")
+    src = write(tmp_path / "a.img", data(4000))
+    h.store.fail_units = {("a.img", 0): 1000}
+    with pytest.raises(Exception):
+        Engine(h.protocol(src=src, timeout=5)).upload()      # a concurrent run's session, still ACTIVE
+    h.store.join_on_open = True
+    with pytest.raises(Exception) as err:
+        Engine(h.protocol(src=src, timeout=5)).upload()
+    assert err.value.details["session_cleanup"] == "left" and "belongs to a concurrent run" in err.value.message
+    assert len(h.store.sessions) == 1
+    h.store.fail_units = {}
+    result = h.upload(src)
+    assert result["resumed"] is True and h.store.stored_bytes("a.img") == data(4000)
+
+
+def test_a_failure_carries_the_destination_keys_and_the_cleanup_note(tmp_path, clock):
     h = Harness(tmp_path, clock, unit=RANGE)
     src = write(tmp_path / "a.img", data(50000))
     h.store.corrupt_on_commit = True
-    p = h.protocol(src=src)
-    removing = p.abort
-
-    def abort(session, dest, reason, keep):
-        session.cleanup_note = "the stored copy was deleted"
-        return removing(session, dest, reason, keep)
-
-    p.abort = abort
+    h.store.abort_note = "the folder this run made was removed"
     with pytest.raises(VerificationError) as err:
-        Engine(p).upload()
-    assert err.value.message.endswith("was removed with what it had received (the stored copy was deleted)")
+        h.upload(src, path="p")
+    assert err.value.message.endswith("was removed with what it had received; the folder this run made was removed")
+    assert err.value.details["destination"] == {"prefix": "p"} and err.value.details["session_cleanup"] == REMOVED
+
+
+def test_a_whole_file_attempt_longer_than_the_stall_time_is_tried_again(tmp_path, clock):
+    """Each attempt of the file takes 100 s before the connection breaks (a big file); the stall time (30 s) alone would end
+    the transfer after the first attempt: it is given up only after STALL_ROUNDS rounds without an accepted byte."""
+    h = Harness(tmp_path, clock, unit=FILE, scope="upload")
+    src = write(tmp_path / "big.iso", data(10000))
+    h.store.advance_per_send = 100.0
+    h.store.fail_units = {("big.iso", 0): 2}
+    result = h.upload(src)
+    assert result["bytes_sent"] == 10000 and h.store.sends == 3
+    h.store.files.clear()
+    h.store.fail_units = {("big.iso", 0): 1000}
+    with pytest.raises(TransferError, match="nothing was accepted for 3"):
+        h.upload(src)
+    assert h.store.sends == 3 + 3
+
+
+def test_an_upload_a_concurrent_run_completed_meanwhile_is_verified_and_unchanged(tmp_path, clock):
+    h = Harness(tmp_path, clock, unit=FILE, scope="upload")
+    payload = data(6000)
+    src = write(tmp_path / "a.img", payload)
+    h.store.completed_meanwhile = True
+    result = h.upload(src)
+    assert result["changed"] is False and result["bytes_sent"] == 0 and h.store.commits == 0 and h.store.sends == 0
+    assert result["msg"] == "memstore: already holds a.img: a concurrent run uploaded it meanwhile; nothing sent"
+    assert h.store.stored_bytes("a.img") == payload
+
+
+def test_what_a_concurrent_run_completed_is_verified(tmp_path, clock):
+    h = Harness(tmp_path, clock, unit=FILE, scope="upload")
+    src = write(tmp_path / "a.img", data(6000))
+    protocol = h.protocol(src=src)
+
+    def other_content(dest, key, files):
+        h.store.files["a.img"] = (b"X" * 6000, 99)
+        return Session(None, DONE)
+    protocol.find_session = other_content
+    with pytest.raises(VerificationError):
+        Engine(protocol).upload()

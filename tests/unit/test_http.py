@@ -6,8 +6,8 @@ import time
 import pytest
 
 from ansible_collections.imagestore.upload.plugins.module_utils._http import ApiError, HttpClient, TransportError
-from ansible_collections.imagestore.upload.plugins.module_utils._servicefabric import ServiceFabricClient
-from ansible_collections.imagestore.upload.plugins.module_utils._upload import Conflict
+from ansible_collections.imagestore.upload.plugins.module_utils._errors import ApiError as FabricApiError
+from ansible_collections.imagestore.upload.plugins.module_utils._servicefabric_client import ServiceFabricClient, parse_error
 
 
 class Script:
@@ -39,7 +39,7 @@ def scripted(http_server):
 
 def client(url, **kw):
     kw.setdefault("backoff", 0.01)
-    return HttpClient(url, error_parser=ServiceFabricClient.parse_error, **kw)
+    return HttpClient(url, error_parser=parse_error, **kw)
 
 
 def test_retries_5xx_then_succeeds(scripted):
@@ -93,11 +93,13 @@ def test_connection_refused_message():
                               "connection refused (is the endpoint right and the service running?)")
 
 
-def test_range_not_satisfiable_becomes_a_conflict(scripted):
+def test_range_not_satisfiable_carries_its_code(scripted):
+    """The protocol turns it into a Conflict (tests/unit/test_servicefabric_protocol.py); the client says what it was."""
     url = scripted([(400, {}, {"Error": {"Code": "FABRIC_E_UPLOAD_SESSION_RANGE_NOT_SATISFIABLE", "Message": "r"}})])[0]
     api = ServiceFabricClient(client(url))
-    with pytest.raises(Conflict):
+    with pytest.raises(FabricApiError) as err:
         api.upload_chunk("a/b", "4a2340e8-d8d8-497c-95fe-cdaa1052f33b", 0, 3, 4, b"abcd")
+    assert err.value.code == "FABRIC_E_UPLOAD_SESSION_RANGE_NOT_SATISFIABLE" and err.value.status == 400
 
 
 def test_204_means_no_session_and_numbers_are_strings(scripted):
@@ -129,3 +131,16 @@ def test_delete_content_and_whole_file_put(scripted):
     api.put_file("apps/App/_.dir", b"", 0)
     assert [(seen[0], seen[1].split("?")[0]) for seen in script.seen] == [
         ("DELETE", "/ImageStore/apps%2FApp"), ("DELETE", "/ImageStore/apps%2FApp"), ("PUT", "/ImageStore/apps%2FApp%2F_.dir")]
+
+
+@pytest.mark.parametrize("a,b", [("https://vc.example.com:443/cls-data/x", "https://VC.example.com"),
+                                 ("http://127.0.0.1:80/a", "http://127.0.0.1/b")])
+def test_default_ports_name_the_same_origin(a, b):
+    from ansible_collections.imagestore.upload.plugins.module_utils._http import origin
+    assert origin(a) == origin(b)
+
+
+def test_other_ports_and_hosts_are_other_origins():
+    from ansible_collections.imagestore.upload.plugins.module_utils._http import origin
+    assert origin("https://vc.example.com:8443/") != origin("https://vc.example.com/")
+    assert origin("http://127.0.0.1:8080/") != origin("http://127.0.0.2:8080/")

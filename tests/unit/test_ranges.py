@@ -7,9 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.imagestore.upload.plugins.module_utils._upload import (
-    Conflict, DigestCache, Source, Transfer, TransferError, complement, normalize, plan, total,
-)
+from ansible_collections.imagestore.upload.plugins.module_utils._errors import Conflict, TransferError
+from ansible_collections.imagestore.upload.plugins.module_utils._ranges import complement, normalize, plan, total
+from ansible_collections.imagestore.upload.plugins.module_utils._transfer import Transfer, Unit
+from ansible_collections.imagestore.upload.plugins.module_utils._wait import Deadline
 
 
 def covered(ranges):
@@ -71,56 +72,63 @@ def test_normalize_merges_touching_and_overlapping_ranges(data):
 class FakeServer:
     """A Service-Fabric-like server in memory: ranges must fall inside one expected range."""
 
-    def __init__(self, size, lose_responses=0, reorder=False):
-        self.size = size
+    def __init__(self, content, lose_responses=0):
+        self.size = len(content)
+        self.content = content
         self.received = []
-        self.data = bytearray(size)
+        self.data = bytearray(self.size)
         self.lock = threading.Lock()
         self.lose = lose_responses
-        self.sent_bytes = 0
         self.unacknowledged = 0
 
     def missing(self):
         with self.lock:
             return complement(self.received, self.size)
 
-    def send(self, start, end, source):
-        body = source.read(start, end)
+    def send(self, unit):
+        body = self.content[unit.start:unit.end + 1]
         with self.lock:
-            self.sent_bytes += len(body)
-            if not any(s <= start and end <= e for s, e in complement(self.received, self.size)):
+            if not any(s <= unit.start and unit.end <= e for s, e in complement(self.received, self.size)):
                 raise Conflict("range not satisfiable")
-            self.data[start:end + 1] = body
-            self.received.append((start, end))
+            self.data[unit.start:unit.end + 1] = body
+            self.received.append((unit.start, unit.end))
             if self.lose > 0:
                 self.lose -= 1
                 self.unacknowledged += len(body)
                 raise Conflict("response lost; retried chunk was rejected")
+        return len(body)
 
 
-@pytest.fixture
-def source(tmp_path):
-    path = tmp_path / "f.bin"
-    path.write_bytes(os.urandom(1000))
-    return Source(str(path))
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def clock(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+def transfer(server, chunk, parallel, send=None):
+    clock = Clock()
+    return Transfer(lambda: [Unit("f", s, e) for s, e in plan(server.missing(), chunk)], send or server.send, parallel,
+                    Deadline(None, clock=clock.clock, sleep=clock.sleep), stall_seconds=30)
 
 
 @given(st.lists(st.tuples(st.integers(0, 999), st.integers(0, 999)), max_size=6),
        st.integers(1, 300), st.integers(1, 8), st.integers(0, 3))
 @settings(max_examples=60, deadline=None)
-def test_transfer_completes_any_partial_state_byte_exact(tmp_path_factory, pre, chunk, parallel, lost):
-    path = tmp_path_factory.mktemp("t") / "f.bin"
+def test_transfer_completes_any_partial_state_byte_exact(pre, chunk, parallel, lost):
     content = os.urandom(1000)
-    path.write_bytes(content)
-    src = Source(str(path))
-    server = FakeServer(1000, lose_responses=lost)
+    server = FakeServer(content, lose_responses=lost)
     for a, b in pre:
         s, e = min(a, b), max(a, b)
         if any(s0 <= s and e <= e0 for s0, e0 in server.missing()):
             server.received.append((s, e))          # another client sent these bytes earlier
             server.data[s:e + 1] = content[s:e + 1]
     before = total(server.missing())
-    t = Transfer(src, server.missing, server.send, chunk_size=chunk, parallel=parallel)
+    t = transfer(server, chunk, parallel)
     t.run()
     assert bytes(server.data) == content
     assert server.missing() == []
@@ -128,43 +136,19 @@ def test_transfer_completes_any_partial_state_byte_exact(tmp_path_factory, pre, 
     assert t.bytes_sent + server.unacknowledged == before
 
 
-def test_transfer_gives_up_when_the_server_never_accepts(source):
-    def refuse(start, end, src):
+def test_transfer_gives_up_when_the_server_never_accepts():
+    def refuse(unit):
         raise Conflict("nope")
     with pytest.raises(TransferError, match="still reports 1000 bytes missing"):
-        Transfer(source, lambda: [(0, 999)], refuse, chunk_size=100, parallel=2).run()
+        transfer(FakeServer(os.urandom(1000)), 100, 2, send=refuse).run()
 
 
-def test_transfer_stops_on_a_fatal_error_without_sending_the_rest(source):
+def test_transfer_stops_on_a_fatal_error_without_sending_the_rest():
     calls = []
 
-    def send(start, end, src):
-        calls.append(start)
+    def send(unit):
+        calls.append(unit.start)
         raise RuntimeError("boom")
     with pytest.raises(RuntimeError, match="boom"):
-        Transfer(source, lambda: [(0, 999)], send, chunk_size=10, parallel=2).run()
+        transfer(FakeServer(os.urandom(1000)), 10, 2, send=send).run()
     assert len(calls) <= 2
-
-
-def test_source_reads_slices_and_digests(source, tmp_path):
-    data = open(source.path, "rb").read()
-    assert source.read(10, 19) == data[10:20]
-    cache = DigestCache(str(tmp_path / "cache.json"))
-    s1 = Source(source.path, cache)
-    d = s1.digests(("sha256", "md5"))
-    import hashlib
-    assert d == {"sha256": hashlib.sha256(data).hexdigest(), "md5": hashlib.md5(data).hexdigest()}
-    s2 = Source(source.path, cache)
-    assert s2.digests(("sha256", "md5")) == d and s2.digest_from_cache
-
-
-def test_digest_cache_notices_a_changed_file(tmp_path):
-    path = tmp_path / "f.bin"
-    path.write_bytes(b"a" * 100)
-    cache = DigestCache(str(tmp_path / "cache.json"))
-    first = Source(str(path), cache).digest()
-    st_before = os.stat(path)
-    path.write_bytes(b"b" * 100)                       # same size, new content
-    os.utime(path, ns=(st_before.st_atime_ns, st_before.st_mtime_ns + 1_000_000))
-    second = Source(str(path), cache)
-    assert second.digest() != first and not second.digest_from_cache

@@ -2,9 +2,21 @@
 
 import pytest
 
-from ansible_collections.imagestore.upload.plugins.module_utils._http import ImageStoreError
-from ansible_collections.imagestore.upload.plugins.module_utils._providers import parse_size, validate
-from ansible_collections.imagestore.upload.plugins.module_utils._servicefabric import check_session_id, normalize_path
+from ansible_collections.imagestore.upload.plugins.module_utils._errors import ImageStoreError
+from ansible_collections.imagestore.upload.plugins.module_utils._options import parse_size, upload_spec
+from ansible_collections.imagestore.upload.plugins.module_utils._options import validate as validate_params
+from ansible_collections.imagestore.upload.plugins.module_utils._registry import PROVIDERS
+from ansible_collections.imagestore.upload.plugins.module_utils._servicefabric_client import check_session_id, normalize_path
+
+SPEC, OWNERS = upload_spec(PROVIDERS)
+
+
+def validate(p):
+    full = dict((k, v.get("default")) for k, v in SPEC.items())
+    full.update(src="/etc/hostname")
+    full.update(p)
+    validate_params(full, PROVIDERS, OWNERS, "upload")
+    p.update(full)
 
 
 def params(**kw):
@@ -26,12 +38,19 @@ def test_sizes(text, expected):
     ({"chunk_size": "lots"}, "chunk_size 'lots' is not a size: give bytes (16777216) or a size with a unit (16MiB, 512KiB, 1GiB)"),
     ({"parallel": 0}, "parallel must be between 1 and 64, got 0"),
     ({"parallel": 1000}, "parallel must be between 1 and 64, got 1000"),
-    ({"endpoint": "cluster:19080"}, "endpoint 'cluster:19080' is not a URL: give the base URL with its scheme, e.g. https://cluster:19080"),
+    ({"endpoint": "cluster:19080"},
+     "endpoint 'cluster:19080' is not a URL: give the base URL with its scheme, e.g. https://cluster.example.com:19080"),
+    ({"endpoint": "https://u:secret@h"}, "endpoint https://***@h contains a user name or password; give them as the username and "
+                                         "password options (or IMAGESTORE_USERNAME and IMAGESTORE_PASSWORD), never inside the URL"),
+    ({"checksum": "md5:xyz"}, "checksum 'md5:xyz' is not a checksum: give <algorithm>:<hex digest>, e.g. sha256:" + "0" * 64 +
+                              " (algorithms: md5, sha1, sha256, sha512)"),
     ({"request_timeout": 0.0}, "request_timeout must be a positive number of seconds, got 0.0"),
     ({"retries": -1}, "retries must be between 0 and 20, got -1"),
     ({"timeout": -5}, "timeout must be 0 (no limit) or a positive number of seconds, got -5"),
-    ({"library": "images"}, "option library belongs to provider vsphere; provider servicefabric takes path"),
-    ({"backup_storage": "bs"}, "option backup_storage belongs to provider zstack; provider servicefabric takes path"),
+    ({"library": "images"}, "option library: library belongs to provider vsphere; provider servicefabric takes compress, path"),
+    ({"backup_storage": "bs"}, "option backup_storage: backup_storage belongs to provider zstack; provider servicefabric takes "
+                               "compress, path"),
+    ({"path": None}, "provider servicefabric uploads with src, path: path is missing"),
     ({"client_key": "/k.pem"}, "client_key needs client_cert (the certificate that goes with the key)"),
 ])
 def test_bad_input_names_the_option(kw, message):

@@ -171,9 +171,8 @@ def test_a_failed_verification_deletes_and_expunges_the_image(local):
         p.verify(session, dest, [local])
     assert err.value.message == "verification failed: ZStack computed MD5 %s for image %s ('img'), the MD5 of %s is %s" % (
         "e" * 32, image_uuid, local.path, local.digests["md5"])
-    assert p.abort(session, dest, err.value.message, keep=False) == REMOVED
+    assert p.abort(session, dest, err.value.message, keep=False) == (REMOVED, "image %s was deleted and expunged" % image_uuid)
     assert image_uuid not in api.images and api.calls == [("cancel", job), ("delete", image_uuid), ("expunge", image_uuid)]
-    assert session.cleanup_note == "image %s was deleted and expunged" % image_uuid
 
 
 def test_a_kept_job_is_left_as_it_is(local):

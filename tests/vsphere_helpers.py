@@ -1,4 +1,4 @@
-"""vSphere: an ACTIVE update session on the item, holding the file added but not received (a broken PUT).
+"""Test helpers for vSphere (not part of the pytest plugin): an ACTIVE update session on the item, holding the file added but not received (a broken PUT).
 
 ``make(target, src, fraction, chunk_size, library, item, file_name=None)`` finds or creates the item,
 reuses its ACTIVE update session or opens one, adds the file with its size and SHA-1 (as
@@ -16,16 +16,26 @@ import time
 from urllib.parse import urlsplit
 
 from ansible_collections.imagestore.upload.plugins.module_utils._http import ApiError
-from ansible_collections.imagestore.upload.plugins.module_utils._upload import Source
-from ansible_collections.imagestore.upload.plugins.module_utils._vsphere import (
-    SESSION_HEADER, ContentLibraryClient, check_file_name, item_type,
+from ansible_collections.imagestore.upload.plugins.module_utils._source import Source
+from ansible_collections.imagestore.upload.plugins.module_utils._vsphere_client import (
+    SESSION_HEADER, ContentLibraryClient, parse_error,
 )
-from pytest_imagestore.partial import Partial, http_for
+from ansible_collections.imagestore.upload.plugins.module_utils._vsphere_formats import check_file_name, item_type
+from pytest_imagestore.partial import Partial
+
+
+def http_for(target, error_parser=None):
+    """An HttpClient with the target's TLS settings (as the modules would make it)."""
+    from ansible_collections.imagestore.upload.plugins.module_utils._http import HttpClient
+    o = target.options
+    return HttpClient(target.endpoint, validate_certs=o.get("validate_certs", True), ca_path=o.get("ca_path"),
+                      client_cert=o.get("client_cert"), client_key=o.get("client_key"), retries=2,
+                      error_parser=error_parser)
 
 
 def client_for(target):
     """A logged-in ContentLibraryClient for ``target`` (its TLS settings, user and password)."""
-    api = ContentLibraryClient(http_for(target, ContentLibraryClient.parse_error), target.options.get("username"),
+    api = ContentLibraryClient(http_for(target, parse_error), target.options.get("username"),
                                target.options.get("password"), target.options.get("api_style") or "auto")
     api.login()
     return api
@@ -78,7 +88,7 @@ def broken_put(api, uri, source, upto, chunk_size, verify):
         conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
     try:
         conn.putrequest("PUT", parts.path + ("?" + parts.query if parts.query else ""), skip_accept_encoding=True)
-        conn.putheader(SESSION_HEADER, api._token)   # pylint: disable=protected-access  # the test's own login
+        conn.putheader(SESSION_HEADER, api.tokens.current())      # the test's own login
         conn.putheader("Content-Type", "application/octet-stream")
         conn.putheader("Content-Length", str(source.size))
         conn.endheaders()

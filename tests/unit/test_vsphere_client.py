@@ -1,15 +1,22 @@
-"""The vSphere adapter's client against a scripted local server: both API styles, error mapping (including
-vcsim's bare and empty answers), the style probe, re-login on 401, the keep-alive thread, and the pure helpers."""
+"""The vSphere wire client against a scripted local server: both API styles from one table of routes, error mapping
+(including vcsim's bare and empty answers), the style probe, UTF-8 credentials, re-login on 401, no session token to
+another origin; the keep-alive thread (without real time) and the pure helpers of the formats module."""
 
+import base64
 import json
 import time
 
 import pytest
 
-from ansible_collections.imagestore.upload.plugins.module_utils._http import ApiError, HttpClient, ImageStoreError
-from ansible_collections.imagestore.upload.plugins.module_utils._vsphere import (
-    ContentLibraryClient, KeepAlive, check_file_name, item_type, ovf_references, parse_time, same_content,
+from ansible_collections.imagestore.upload.plugins.module_utils._errors import ApiError, BadInput, ImageStoreError, LocalFileError
+from ansible_collections.imagestore.upload.plugins.module_utils._http import HttpClient
+from ansible_collections.imagestore.upload.plugins.module_utils._protocol import LocalFile
+from ansible_collections.imagestore.upload.plugins.module_utils._vsphere_client import ROUTES, ContentLibraryClient, parse_error
+from ansible_collections.imagestore.upload.plugins.module_utils._vsphere_formats import (
+    check_file_name, item_type, ovf_references, parse_time, same_content,
 )
+from ansible_collections.imagestore.upload.plugins.module_utils._vsphere_sessions import KeepAlive
+from ansible_collections.imagestore.upload.plugins.module_utils._wait import Deadline
 
 REST_NOT_FOUND = {"type": "com.vmware.vapi.std.errors.not_found",
                   "value": {"error_type": "NOT_FOUND", "messages": [{"id": "x", "default_message": "library 42 not found", "args": []}]}}
@@ -27,7 +34,8 @@ class Seen:
 
 
 class Script:
-    """Answers by (method, path without query): a list of (status, body[, content type]) used in order, the last repeating."""
+    """Answers by (method, path without query): a list of (status, body[, content type[, headers]]) used in order, the last
+    repeating."""
 
     def __init__(self, routes):
         self.routes = {k: list(v) for k, v in routes.items()}
@@ -45,8 +53,9 @@ def server(http_server):
             answers = script.routes.get((method, path.split("?")[0])) or [(404, b"404 page not found\n", "text/plain; charset=utf-8")]
             answer = answers.pop(0) if len(answers) > 1 else answers[0]
             status, out = answer[0], answer[1]
-            ctype = answer[2] if len(answer) > 2 else "application/json"
-            return status, {"Content-Type": ctype}, json.dumps(out).encode() if not isinstance(out, bytes) else out
+            headers = {"Content-Type": answer[2] if len(answer) > 2 else "application/json"}
+            headers.update(answer[3] if len(answer) > 3 else {})
+            return status, headers, json.dumps(out).encode() if not isinstance(out, bytes) else out
 
         script.url = http_server(respond)
         return script
@@ -55,7 +64,7 @@ def server(http_server):
 
 
 def client(url, style="auto", user="admin", password="secret"):
-    http = HttpClient(url, retries=1, backoff=0.01, error_parser=ContentLibraryClient.parse_error)
+    http = HttpClient(url, retries=1, backoff=0.01, error_parser=parse_error)
     return ContentLibraryClient(http, user, password, style)
 
 
@@ -114,7 +123,7 @@ def test_wrong_password_message_has_no_secret(server, style, login):
 
 def test_missing_credentials(server):
     script = server({})
-    with pytest.raises(ImageStoreError) as err:
+    with pytest.raises(BadInput) as err:
         client(script.url, password=None).login()
     assert "provider vsphere needs username and password" in err.value.message and script.seen == []
 
@@ -197,25 +206,47 @@ class RecordingApi:
         self.calls.append(("keep-alive", session_id, client_progress))
 
 
+class Waits:
+    """The keep-alive's ``wait``: records each pause, stops the thread after ``rounds`` of them."""
+
+    def __init__(self, rounds):
+        self.pauses = []
+        self.rounds = rounds
+
+    def __call__(self, seconds):
+        self.pauses.append(seconds)
+        return len(self.pauses) > self.rounds
+
+
 def test_keep_alive_pings_both_sessions_and_progress_only_grows():
-    api = RecordingApi()
+    api, waits = RecordingApi(), Waits(5)
     values = iter([10, 5, 40, 40, 100])
-    with KeepAlive(api, "s-1", 0.02, lambda: next(values, 100), start_progress=7) as keep_alive:
-        deadline = time.monotonic() + 5
-        while keep_alive.pings < 5 and time.monotonic() < deadline:
-            time.sleep(0.01)
+    keep_alive = KeepAlive(api, "s-1", 20.0, lambda: next(values, 100), Deadline(None), start_progress=7, wait=waits).start()
+    keep_alive._thread.join(5)
     progress = [c[2] for c in api.calls if c != "ping"]
-    assert api.calls.count("ping") >= 5 and progress[:5] == [10, None, 40, None, 100]
-    stopped = len(api.calls)
-    time.sleep(0.1)
-    assert len(api.calls) == stopped                       # the thread ended with the with-block
+    assert api.calls.count("ping") == 5 and progress == [10, None, 40, None, 100]
+    assert waits.pauses == [20.0] * 6 and not keep_alive._thread.is_alive()
+
+
+def test_keep_alive_waits_no_longer_than_the_deadline_and_stops_there():
+    now = [100.0]
+    deadline = Deadline(30, clock=lambda: now[0])
+
+    def wait(seconds):
+        pauses.append(seconds)
+        now[0] += seconds
+        return False
+    pauses, api = [], RecordingApi()
+    keep_alive = KeepAlive(api, "s-1", 20.0, lambda: 0, deadline, wait=wait).start()
+    keep_alive._thread.join(5)
+    assert pauses == [20.0, 10.0] and api.calls.count("ping") == 1 and not keep_alive._thread.is_alive()
 
 
 def test_keep_alive_errors_are_counted_not_raised():
     class Failing(RecordingApi):
         def ping(self):
             raise ImageStoreError("keep the API session alive failed: HTTP 503")
-    keep_alive = KeepAlive(Failing(), "s-1", 60, lambda: 50)
+    keep_alive = KeepAlive(Failing(), "s-1", 60, lambda: 50, Deadline(None))
     keep_alive.ping()
     assert keep_alive.errors == ["keep the API session alive failed: HTTP 503"] and keep_alive.pings == 0
 
@@ -237,13 +268,25 @@ def test_parse_time_accepts_milliseconds_and_nanoseconds():
     assert parse_time("yesterday") is None
 
 
+class _Src:
+    def __init__(self, size):
+        self.size, self.path, self.declared = size, "/x", {}
+
+
 def test_same_content_uses_the_checksum_where_reported_else_the_size():
+    f = LocalFile("x.iso", _Src(10))
     digests = {"sha1": "a" * 40, "sha256": "b" * 64}
-    assert same_content({"size": 10, "checksum_info": {"algorithm": "SHA1", "checksum": "A" * 40}}, 10, digests)
-    assert not same_content({"size": 10, "checksum_info": {"algorithm": "SHA1", "checksum": "c" * 40}}, 10, digests)
-    assert same_content({"size": 10, "checksum_info": {"algorithm": "SHA256", "checksum": "b" * 64}}, 10, digests)
-    assert same_content({"size": 10}, 10, digests)                         # vcsim: no checksum, size decides
-    assert not same_content({"size": "11"}, 10, digests) and not same_content(None, 10, digests)
+    asked = []
+
+    def digest(algorithm):
+        asked.append(algorithm)
+        return digests[algorithm]
+    assert same_content({"size": 10, "checksum_info": {"algorithm": "SHA1", "checksum": "A" * 40}}, f, digest)
+    assert not same_content({"size": 10, "checksum_info": {"algorithm": "SHA1", "checksum": "c" * 40}}, f, digest)
+    assert same_content({"size": 10, "checksum_info": {"algorithm": "SHA256", "checksum": "b" * 64}}, f, digest)
+    assert asked == ["sha1", "sha1", "sha256"]
+    assert same_content({"size": 10}, f, digest)                          # vcsim: no checksum, size decides
+    assert not same_content({"size": "11"}, f, digest) and not same_content(None, f, digest)
 
 
 @pytest.mark.parametrize("name,kind", [("a.iso", "iso"), ("A.ISO", "iso"), ("x.ovf", "ovf"), ("x.ova", "ovf"), ("disk.img", "file")])
@@ -253,7 +296,7 @@ def test_item_type_from_the_extension(name, kind):
 
 @pytest.mark.parametrize("name", ["../x", "a/b", "a\\b", "..", "", "a\nb"])
 def test_file_names_must_be_plain(name):
-    with pytest.raises(ImageStoreError):
+    with pytest.raises(BadInput):
         check_file_name(name)
 
 
@@ -265,6 +308,56 @@ def test_ovf_references(tmp_path):
     assert ovf_references(str(ovf)) == ["a-1.vmdk", "a-2.iso"]
     bad = tmp_path / "bad.ovf"
     bad.write_text("<Envelope>")
-    with pytest.raises(ImageStoreError) as err:
+    with pytest.raises(LocalFileError) as err:
         ovf_references(str(bad))
     assert err.value.message.startswith("src %s is not a readable OVF descriptor: " % bad)
+
+
+# -- the table of routes, credentials and origins ---------------------------------------------------------
+
+def test_every_operation_has_a_route_in_both_styles():
+    assert all(set(styles) == {"api", "rest"} for styles in ROUTES.values())
+    assert ROUTES["file_get"]["rest"].name_field == "file_name" and ROUTES["file_add"]["rest"].wrap == "file_spec"
+
+
+def test_a_password_beyond_latin_1_logs_in_as_utf_8(server):
+    password = "pässwörd-密码-🔑"
+    script = server({API_LOGIN: [(201, "tok")], ("GET", "/api/content/library/lib-1"): [(200, {"id": "lib-1"})]})
+    assert client(script.url, password=password).library_get("lib-1") == {"id": "lib-1"}
+    scheme, token = script.seen[0].headers["Authorization"].split(" ", 1)
+    assert scheme == "Basic" and base64.b64decode(token).decode("utf-8") == "admin:" + password
+
+
+def test_an_api_call_redirected_elsewhere_fails_and_sends_nothing_there(server):
+    elsewhere = server({})
+    target = elsewhere.url + "/api/content/library/lib-1"
+    script = server({API_LOGIN: [(201, "tok-api")], ("GET", "/api/content/library/lib-1"): [(302, b"", "text/plain", {"Location": target})]})
+    with pytest.raises(ApiError) as err:
+        client(script.url).library_get("lib-1")
+    assert err.value.status == 302 and err.value.message == (
+        "get library lib-1 failed: the server redirects it (HTTP 302) to %s, which is not followed; give the endpoint the "
+        "server expects" % elsewhere.url)
+    assert elsewhere.seen == [] and script.seen[-1].headers["vmware-api-session-id"] == "tok-api"
+
+
+def test_an_upload_address_on_another_origin_is_refused_without_sending_anything_there(server):
+    elsewhere = server({("PUT", "/cls-data/s-1/a.iso"): [(200, b"")]})
+    script = server({API_LOGIN: [(201, "tok-api")]})
+    api = client(script.url)
+    api.login()
+    with pytest.raises(ApiError) as err:
+        api.put(elsewhere.url + "/cls-data/s-1/a.iso", "a.iso", lambda: b"abc", 3)
+    assert err.value.message == (
+        "upload of a.iso: the server gave an upload address on %s, another address than the endpoint %s; the session token is "
+        "never sent to another address, so nothing was sent. If %s is the vCenter's own name, give it as endpoint"
+        % (elsewhere.url, script.url, elsewhere.url))
+    assert elsewhere.seen == []
+
+
+def test_the_upload_goes_to_the_endpoints_own_origin_with_the_token(server):
+    script = server({API_LOGIN: [(201, "tok-api")], ("PUT", "/cls-data/s-1/a.iso"): [(200, b"")]})
+    api = client(script.url)
+    api.put(script.url + "/cls-data/s-1/a.iso", "a.iso", lambda: b"abc", 3)
+    put = script.seen[-1]
+    assert put.body == b"abc" and put.headers["vmware-api-session-id"] == "tok-api"
+    assert put.headers["Content-Type"] == "application/octet-stream"
