@@ -25,7 +25,7 @@ def connect(params, cls, check_mode=False, warn=None, operation=None):
                       timeout=params.get("request_timeout") or 60, retries=params.get("retries"),
                       pool_size=max(parallel * 2, 8) + 2, error_parser=cls.parse_error, classify=cls.classify,
                       deadline=deadline, use_proxy=params.get("use_proxy", True),
-                      warm_up=cls.warm_up if params.get("client_cert") else None)
+                      warm_up=cls.warm_up if params.get("client_cert") else None, full=cls.store_full)
     return cls(Context(params, http, deadline, check_mode=check_mode, warn=warn, operation=operation))
 
 

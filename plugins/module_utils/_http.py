@@ -48,7 +48,7 @@ except ImportError:  # pragma: no cover - Python 2 is not supported, but sanity 
     from urlparse import urlsplit
 
 from ansible_collections.imagestore.upload.plugins.module_utils._bodies import Segment
-from ansible_collections.imagestore.upload.plugins.module_utils._errors import ApiError, ImageStoreError, TransportError
+from ansible_collections.imagestore.upload.plugins.module_utils._errors import ApiError, ImageStoreError, StoreFull, TransportError
 from ansible_collections.imagestore.upload.plugins.module_utils._wait import Deadline
 
 RETRY_STATUSES = frozenset([429, 500, 502, 503, 504])
@@ -210,12 +210,13 @@ class HttpClient:
 
     ``error_parser(response) -> (code, message)`` turns the provider's error body into a code and a
     message; ``classify(response) -> OK | RETRY | ERROR | None`` (None: the default rule) lets a
-    protocol decide whether an answer is worth repeating; ``warm_up=(path, threshold)``: see make_adapter.
+    protocol decide whether an answer is worth repeating; ``full(status, code, message)`` whether it says the store has
+    no room left (raised as StoreFull, never repeated); ``warm_up=(path, threshold)``: see make_adapter.
     """
 
     def __init__(self, endpoint, validate_certs=True, ca_path=None, client_cert=None, client_key=None,
                  timeout=60, retries=None, backoff=0.5, backoff_max=30.0, pool_size=8, error_parser=None,
-                 classify=None, deadline=None, use_proxy=True, warm_up=None):
+                 classify=None, deadline=None, use_proxy=True, warm_up=None, full=None):
         if not HAS_REQUESTS:
             raise ImageStoreError("the Python library requests is required: %s" % REQUESTS_IMPORT_ERROR)
         self.endpoint = endpoint.rstrip("/")
@@ -224,6 +225,7 @@ class HttpClient:
         self.deadline = deadline or Deadline()
         self.error_parser = error_parser or (lambda response: (None, short(response.text or "")))
         self.classify = classify or (lambda response: None)
+        self.full = full or (lambda status, code, message: False)
         self.explicit_retries = retries is not None
         self.retries = DEFAULT_RETRIES if retries is None else retries
         self.retry_policy = make_retry_policy(self.retries, backoff, backoff_max)
@@ -308,6 +310,9 @@ class HttpClient:
                 return response
             code, message = self._parse_error(response)
             text = "HTTP %d%s%s" % (response.status_code, " %s" % code if code else "", ": %s" % message if message else "")
+            if self.full(response.status_code, code, message or ""):
+                raise StoreFull("%s failed: %s: the store has no room left (free space in it, then run again: what it "
+                                "received is kept)" % (what, text), status=response.status_code, code=code)
             if response.status_code in REDIRECTS:
                 target = response.headers.get("Location") or "?"
                 raise ApiError("%s failed: the server redirects it (HTTP %d) to %s, which is not followed; give the endpoint "

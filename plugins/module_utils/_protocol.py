@@ -225,6 +225,11 @@ class Protocol:
         """OK / RETRY / ERROR for an answer the default rule would get wrong, else None."""
         return None
 
+    @staticmethod
+    def store_full(status, code, message):
+        """Does this error answer say the store has no room left? (raised as StoreFull: not repeated in this run)"""
+        return False
+
     def close(self):
         """End what the run opened (a login)."""
 

@@ -26,7 +26,7 @@ try:
 except ImportError:  # pragma: no cover - Python 2 is not supported, but sanity imports on it
     from urllib import quote
 
-from ansible_collections.imagestore.upload.plugins.module_utils._errors import ApiError, BadInput, StoreFull
+from ansible_collections.imagestore.upload.plugins.module_utils._errors import ApiError, BadInput
 from ansible_collections.imagestore.upload.plugins.module_utils._errors import uncertain as generic_uncertain
 from ansible_collections.imagestore.upload.plugins.module_utils._ranges import normalize
 
@@ -113,17 +113,9 @@ def uncertain(exc):
     return generic_uncertain(exc) or (isinstance(exc, ApiError) and exc.code == TIMEOUT_CODE)
 
 
-def writing(call):
-    """A call that writes: a full disk on the store becomes StoreFull, with the store's own words."""
-    def wrapper(*args, **kwargs):
-        try:
-            return call(*args, **kwargs)
-        except ApiError as exc:
-            if exc.code == DISK_FULL or "not enough space" in exc.message.lower():
-                raise StoreFull("%s: the image store has no room left (free space in the store, then run again: what it "
-                                "received is kept)" % exc.message, status=exc.status, code=exc.code)
-            raise
-    return wrapper
+def store_full(status, code, message):
+    """HRESULT_FROM_WIN32(ERROR_DISK_FULL): the gateway's answer when the store's disk is full."""
+    return code == DISK_FULL or "not enough space on the disk" in message.lower()
 
 
 class ServiceFabricClient:
@@ -161,7 +153,6 @@ class ServiceFabricClient:
         body = self._json(response, what)
         return [parse_session(s) for s in (body.get("UploadSessions") if isinstance(body, dict) else None) or []]
 
-    @writing
     def upload_chunk(self, path, session_id, start, end, size, body):
         """PUT one chunk; ``body`` is a callable returning a fresh reader for each attempt. Not repeated when it may
         have landed (a cut connection, a 504): the caller re-reads the session instead."""
@@ -171,7 +162,6 @@ class ServiceFabricClient:
                                    "Content-Type": "application/octet-stream", "Content-Length": str(end - start + 1)},
                           what="upload bytes %d-%d of %s" % (start, end, path))
 
-    @writing
     def commit(self, session_id):
         self.http.request("POST", "/ImageStore/$/CommitUploadSession", params=self._params(session_id=session_id),
                           idempotent=False, what="commit upload session %s" % session_id)
@@ -182,7 +172,6 @@ class ServiceFabricClient:
                               params=self._params(session_id=session_id), what="delete upload session %s" % session_id)
         return r.status_code == 200
 
-    @writing
     def put_file(self, path, body, size):
         """Whole-file PUT; not repeated when it may have landed (the caller looks at the stored file first)."""
         self.http.request("PUT", "/ImageStore/%s" % encode_path(path), body=body, params=self._params(), idempotent=False,

@@ -29,7 +29,8 @@ from ansible_collections.imagestore.upload.plugins.module_utils._protocol import
     ACTIVE, COMPLETE, DONE, KEPT, RANGE, REMOVED, LocalFile, Protocol, Session, Stored, Verdict,
 )
 from ansible_collections.imagestore.upload.plugins.module_utils._servicefabric_client import (
-    RANGE_NOT_SATISFIABLE, WARM_UP, ServiceFabricClient, check_session_id, normalize_path, parse_error, same_path, uncertain,
+    RANGE_NOT_SATISFIABLE, WARM_UP, ServiceFabricClient, check_session_id, normalize_path, parse_error, same_path, store_full,
+    uncertain,
 )
 from ansible_collections.imagestore.upload.plugins.module_utils._servicefabric_compress import Compressor
 from ansible_collections.imagestore.upload.plugins.module_utils._servicefabric_package import package_files, stored_tree, write_dir_markers
@@ -62,6 +63,7 @@ class ServiceFabric(Protocol):
         self.compressor = None
 
     parse_error = staticmethod(parse_error)
+    store_full = staticmethod(store_full)
 
     @property
     def whole_file_max(self):

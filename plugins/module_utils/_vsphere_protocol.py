@@ -78,6 +78,11 @@ class VSphereBase(Protocol):
     selector_group = ("library", "item")
     parse_error = staticmethod(parse_error)
 
+    @staticmethod
+    def store_full(status, code, message):
+        """com.vmware.vapi.std.errors.unable_to_allocate_resource: the datastore behind the library has no room."""
+        return code == "unable_to_allocate_resource"
+
     def __init__(self, ctx):
         super(VSphereBase, self).__init__(ctx)
         self.api = ContentLibraryClient(self.http, self.params.get("username"), self.params.get("password"),

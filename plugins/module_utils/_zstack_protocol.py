@@ -110,6 +110,11 @@ class ZStack(ZStackSessions, Protocol):
     selector_group = ("image_id",)
     absent_options = {"purge": dict(type="bool", default=False)}
     parse_error = staticmethod(parse_error)
+
+    @staticmethod
+    def store_full(status, code, message):
+        """The backup storage has no room: its capacity check, or a receiver that ran out of space."""
+        return "not enough capacity" in message or "No space left on device" in message
     classify = staticmethod(classify)
 
     def __init__(self, ctx):
