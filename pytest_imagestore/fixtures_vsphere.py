@@ -16,7 +16,8 @@ import uuid
 
 import pytest
 
-from pytest_imagestore.partial_vsphere import client_for, discard_session, library_id_for
+# partial_vsphere (the collection's client) is imported when a fixture runs, not when pytest loads the
+# plugin: see the note in plugin.py.
 
 
 class _Clients:
@@ -33,6 +34,7 @@ class _Clients:
         target = self.target(target)
         key = id(target)
         if key not in self._clients:
+            from pytest_imagestore.partial_vsphere import client_for
             self._clients[key] = (target, client_for(target))
         return self._clients[key][1]
 
@@ -57,6 +59,7 @@ def _sessions_of(api, item_id):
 @pytest.fixture
 def vsphere_library_item(imagestore_targets):
     """Factory of library items in the target's library; each is deleted (sessions first) after the test."""
+    from pytest_imagestore.partial_vsphere import discard_session, library_id_for
     clients = _Clients(imagestore_targets)
     made = []
 
@@ -82,6 +85,7 @@ def vsphere_library_item(imagestore_targets):
 @pytest.fixture
 def vsphere_update_session(imagestore_targets, vsphere_library_item):
     """Factory of ACTIVE update sessions; each is canceled and deleted after the test."""
+    from pytest_imagestore.partial_vsphere import discard_session
     clients = _Clients(imagestore_targets)
     made = []
 

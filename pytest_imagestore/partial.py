@@ -31,7 +31,7 @@ class PartialUploads:
         self._cleanups = []
 
     def __call__(self, provider, src, fraction=0.5, chunk_size=1024 * 1024, **destination):
-        maker = MAKERS.get(provider)
+        maker = makers().get(provider)
         if maker is None:
             raise NotImplementedError("partial uploads for provider %s are not available yet" % provider)
         partial, cleanup = maker(self.targets[provider], src, fraction, chunk_size, **destination)
@@ -51,8 +51,9 @@ class PartialUploads:
 
 
 def _makers():
-    # Imported when the plugin loads, before other plugins (pytest-ansible) install Ansible's own
-    # collection finder, which refuses imports of collections it did not load itself.
+    # Imported on first use, not with this module: partial_<provider> imports this module, so
+    # importing them from here at import time is a cycle (``import pytest_imagestore.partial_servicefabric``
+    # first failed with "partially initialized module").
     from pytest_imagestore import partial_servicefabric
     makers = {"servicefabric": partial_servicefabric.make}
     try:
@@ -68,4 +69,19 @@ def _makers():
     return makers
 
 
-MAKERS = _makers()
+_MAKERS = None
+
+
+def makers():
+    """Provider -> ``make`` function (the provider modules are imported on the first call)."""
+    global _MAKERS
+    if _MAKERS is None:
+        _MAKERS = _makers()
+    return _MAKERS
+
+
+def __getattr__(name):
+    # ``MAKERS``, as before, for callers that import it (benchmarks/bench.py)
+    if name == "MAKERS":
+        return makers()
+    raise AttributeError("module %r has no attribute %r" % (__name__, name))
