@@ -41,7 +41,7 @@ def say(text):
 def run(cmd, quiet=False):
     """Run ``cmd``; with ``quiet``, keep its output and return it with the exit code."""
     if quiet:
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
         return proc.returncode, proc.stdout.decode("utf-8", "replace")
     return subprocess.call(cmd), ""
 
@@ -65,8 +65,7 @@ def ready(venv):
                 return False
     except (OSError, ValueError):
         return False
-    code, _ = run([venv_python(venv), "-c", "import tox"], quiet=True)
-    return code == 0
+    return run([venv_python(venv), "-c", "import tox"], quiet=True)[0] == 0
 
 
 def pip_version():
