@@ -18,9 +18,10 @@ import tempfile
 
 import pytest
 
-from imagestore_emulator.process import EmulatorProcess
-from pytest_imagestore.partial import PartialUploads
-
+# Loading the plugin imports nothing from ``ansible_collections`` (nor Ansible, nor the emulator): when
+# pytest loads it, no collection loader is set up yet, and importing the collection then would make it
+# a plain package that Ansible's collection loader (pytest-ansible's modules, ``ansible-test units``)
+# no longer loads as a collection. The fixtures that need collection code import it when they run.
 pytest_plugins = ["pytest_imagestore.fixtures_vsphere"]
 
 PROVIDERS = ("servicefabric", "vsphere", "zstack")
@@ -50,6 +51,27 @@ def pytest_addoption(parser):
         group.addoption("--imagestore-%s" % key.replace("_", "-"), dest="imagestore_%s" % key, default=None,
                         help="%s (env IMAGESTORE_TEST_%s)" % (text, key.upper()))
         parser.addini("imagestore_%s" % key, text, default=None)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config):
+    """Beside pytest-ansible: set up Ansible's collection loader now, as Ansible's own commands do first.
+
+    pytest-ansible looks a module up (``getattr(localhost, "imagestore.upload.image_upload")``) before it
+    sets that loader up on its first run, so the first call of a collection's module in a test session
+    would fail with "not found in configured module paths". Setting it up here, once, with Ansible's
+    configuration (``ANSIBLE_COLLECTIONS_PATH``, ansible.cfg, and ``sys.path`` unless
+    ``ANSIBLE_COLLECTIONS_SCAN_SYS_PATH`` is false) is what pytest-ansible's first run would do.
+    """
+    if not config.pluginmanager.has_plugin("ansible"):      # pytest-ansible registers itself as "ansible"
+        return
+    try:
+        from ansible.plugins.loader import init_plugin_loader
+        from ansible.utils.collection_loader import AnsibleCollectionConfig
+    except ImportError:
+        return
+    if AnsibleCollectionConfig.collection_finder is None:
+        init_plugin_loader()
 
 
 def setting(config, key, default=None):
@@ -124,6 +146,7 @@ def resolve_targets(config, emulator_factory):
 @pytest.fixture(scope="session")
 def imagestore_emulator(request, tmp_path_factory):
     """The emulator, started once per test session on 127.0.0.1 (free port) in a temporary data dir."""
+    from imagestore_emulator.process import EmulatorProcess
     data_dir = tmp_path_factory.mktemp("imagestore-emulator")
     extra = (setting(request.config, "emulator_args") or "").split()
     emulator = EmulatorProcess(data_dir, extra_args=extra).start()
@@ -154,6 +177,7 @@ def imagestore_partial_upload(imagestore_targets):
     session id and which bytes were sent. Every session it made is removed after the test,
     whatever the test did.
     """
+    from pytest_imagestore.partial import PartialUploads
     uploads = PartialUploads(imagestore_targets)
     yield uploads
     uploads.cleanup()
