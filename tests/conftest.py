@@ -6,6 +6,7 @@ plugins and not an older installed copy. Helpers to import live in ansible_helpe
 """
 
 import os
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -114,3 +115,35 @@ def kill_mid_upload(ansible, emu, module_args, counter, threshold, poll=0.05):
 
 def assert_no_traceback(text):
     assert "Traceback (most recent call last)" not in text, text[-4000:]
+
+
+@pytest.fixture(scope="session")
+def sfctl():
+    """Microsoft's sfctl: the path of its executable, from IMAGESTORE_SFCTL (it pins old dependencies, so it lives in a
+    virtual environment of its own; see docs/emulator.md). Skipped when unset, unless IMAGESTORE_REQUIRE_SFCTL=1 (CI)."""
+    path = os.environ.get("IMAGESTORE_SFCTL")
+    if not path:
+        if os.environ.get("IMAGESTORE_REQUIRE_SFCTL") == "1":
+            pytest.fail("IMAGESTORE_REQUIRE_SFCTL=1 but IMAGESTORE_SFCTL (the path of the sfctl executable) is not set")
+        pytest.skip("IMAGESTORE_SFCTL is not set: install sfctl in a venv of its own and point it at its sfctl "
+                    "(see docs/emulator.md)")
+    if not os.access(path, os.X_OK):
+        pytest.fail("IMAGESTORE_SFCTL=%s is not an executable" % path)
+    return path
+
+
+@pytest.fixture
+def sfctl_run(sfctl, tmp_path):
+    """Run sfctl with a private HOME and configuration, telemetry off; return the CompletedProcess."""
+    home = tmp_path / "home"
+    (home / ".sfctl").mkdir(parents=True)
+    (home / ".sfctl" / "config").write_text("[servicefabric]\nuse_telemetry = false\n")
+    env = dict(os.environ, HOME=str(home), SFCTL_CONFIG_DIR=str(home / ".sfctl"), SFCTL_SERVICEFABRIC_USE_TELEMETRY="false")
+
+    def call(*args, timeout=180):
+        done = subprocess.run([sfctl] + list(args), env=env, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL, cwd=str(tmp_path))
+        assert done.returncode == 0, "sfctl %s failed (%d):\n%s\n%s" % (" ".join(args), done.returncode, done.stdout,
+                                                                        done.stderr)
+        return done
+    return call

@@ -8,16 +8,12 @@ path of its ``sfctl`` executable (see docs/emulator.md). Without it these tests 
 
 import io
 import os
-import subprocess
 import zipfile
 
 import pytest
 import requests
 
 from imagestore_emulator.testing import running_emulator
-
-SFCTL = os.environ.get("IMAGESTORE_SFCTL")
-REQUIRED = os.environ.get("IMAGESTORE_REQUIRE_SFCTL") == "1"
 
 APP_MANIFEST = """<?xml version="1.0" encoding="utf-8"?>
 <ApplicationManifest xmlns="http://schemas.microsoft.com/2011/01/fabric" ApplicationTypeName="DemoType"
@@ -36,38 +32,14 @@ SERVICE_MANIFEST = """<?xml version="1.0" encoding="utf-8"?>
 
 
 @pytest.fixture(scope="module")
-def sfctl():
-    if not SFCTL:
-        if REQUIRED:
-            pytest.fail("IMAGESTORE_REQUIRE_SFCTL=1 but IMAGESTORE_SFCTL (the path of the sfctl executable) is not set")
-        pytest.skip("IMAGESTORE_SFCTL is not set: install sfctl in a venv of its own and point it at its sfctl "
-                    "(see docs/emulator.md)")
-    if not os.access(SFCTL, os.X_OK):
-        pytest.fail("IMAGESTORE_SFCTL=%s is not an executable" % SFCTL)
-    return SFCTL
-
-
-@pytest.fixture(scope="module")
 def emulator():
     with running_emulator() as info:
         yield info
 
 
 @pytest.fixture
-def run(sfctl, tmp_path):
-    """Run sfctl with a private HOME and configuration, telemetry off; return the CompletedProcess."""
-    home = tmp_path / "home"
-    (home / ".sfctl").mkdir(parents=True)
-    (home / ".sfctl" / "config").write_text("[servicefabric]\nuse_telemetry = false\n")
-    env = dict(os.environ, HOME=str(home), SFCTL_CONFIG_DIR=str(home / ".sfctl"), SFCTL_SERVICEFABRIC_USE_TELEMETRY="false")
-
-    def call(*args, timeout=180):
-        done = subprocess.run([sfctl] + list(args), env=env, capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL, cwd=str(tmp_path))
-        assert done.returncode == 0, "sfctl %s failed (%d):\n%s\n%s" % (" ".join(args), done.returncode, done.stdout,
-                                                                        done.stderr)
-        return done
-    return call
+def run(sfctl_run):
+    return sfctl_run
 
 
 def package(root):
