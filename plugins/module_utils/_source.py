@@ -96,8 +96,9 @@ class SliceReader:
     deadline), ``hashers`` see every byte read.
     """
 
-    def __init__(self, path, start, end, block=READ_BLOCK, hashers=(), check=None):
+    def __init__(self, path, start, end, block=READ_BLOCK, hashers=(), check=None, tap=None):
         self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        self._tap = tap
         self._path = path
         self._pos = start
         self._end = end
@@ -123,6 +124,8 @@ class SliceReader:
         self._pos += len(data)
         for hasher in self._hashers:
             hasher.update(data)
+        if self._tap is not None:
+            self._tap(len(data))
         return data
 
     def close(self):
@@ -161,6 +164,7 @@ class Source:
         self._cache_read = False
         self.from_cache = set()         # the algorithms whose digest the cache gave (not computed by this run)
         self.declared = dict(declared or {})    # algorithm -> hex the user declared (checksum option): verified later
+        self.tap = None                 # told of the bytes each reader reads (the transfer's progress within a unit)
 
     @staticmethod
     def _identity(st, size):
@@ -180,7 +184,7 @@ class Source:
         if self._check is not None:
             def check():
                 self._check("sending %s" % self.path)
-        return SliceReader(self.path, start, end, hashers=hashers, check=check)
+        return SliceReader(self.path, start, end, hashers=hashers, check=check, tap=self.tap)
 
     def read(self, start, end):
         return b"".join(self.blocks(start, end))
