@@ -249,11 +249,12 @@ markers:
   elements: str
 '''
 
+from ansible_collections.imagestore.upload.plugins.module_utils._progress import file_reporter
 from ansible_collections.imagestore.upload.plugins.module_utils._runner import run_module
 
 
 def main():
-    run_module("upload")
+    run_module("upload", reporter=file_reporter)
 
 
 if __name__ == "__main__":
