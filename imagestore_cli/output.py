@@ -127,7 +127,8 @@ def _tqdm_class():
 
 
 def _columns(stream):
-    """The terminal's width, or None when it says 0 (a pseudo-terminal nobody sized): tqdm would draw nothing."""
+    """The terminal's width, or None when it says 0 (a pseudo-terminal nobody sized: tqdm would draw nothing there, so
+    the bar is then 100 columns wide on a screen of 24 lines)."""
     try:
         return os.get_terminal_size(stream.fileno()).columns or None
     except (AttributeError, ValueError, OSError):
@@ -162,8 +163,9 @@ class Bar(_Measured):
                 self.stream.write("\r\x1b[K")
                 self.status = False
             self.bar = _tqdm_class()(total=total_bytes, initial=done_bytes, file=self.stream, bar_format=self.FORMAT,
-                                     dynamic_ncols=columns is not None, ncols=None if columns else 100, mininterval=0.2,
-                                     desc=_short(self.current) + " ", leave=True)
+                                     dynamic_ncols=columns is not None, ncols=None if columns else 100,
+                                     nrows=None if columns else 24, mininterval=0.2, desc=_short(self.current) + " ",
+                                     leave=True)
             self.bar.stats = self._stats()
             self.bar.refresh()
 
