@@ -138,7 +138,7 @@ def describe(record, now=None):
     result = record.get("result") or {}
     if state in (DONE, FAILED):
         return "%s: %s" % (state, result.get("msg") or "")
-    elapsed = human_duration(now - record["started"]) if record.get("started") else None
+    elapsed = human_duration(now - record["started"]) if record.get("started") is not None else None
     if record.get("percent") is None:
         return "%s (%s)" % (record.get("phase") or "starting", "for %s" % elapsed if elapsed else "running")
     text = "%.1f%% (%s of %s)" % (record["percent"], human_bytes(record.get("done")), human_bytes(record.get("size")))
