@@ -149,7 +149,7 @@ class Bar(_Measured):
         self.current = text
         with self.lock:
             if self.bar is not None:
-                self.bar.set_description_str(_short(text) + " ", refresh=True)
+                self.bar.set_description_str(_short(text).ljust(11), refresh=True)
             else:
                 self.stream.write("\r\x1b[K%s..." % text)
                 self.stream.flush()
@@ -164,7 +164,7 @@ class Bar(_Measured):
                 self.status = False
             self.bar = _tqdm_class()(total=total_bytes, initial=done_bytes, file=self.stream, bar_format=self.FORMAT,
                                      dynamic_ncols=columns is not None, ncols=None if columns else 100,
-                                     nrows=None if columns else 24, mininterval=0.2, desc=_short(self.current) + " ",
+                                     nrows=None if columns else 24, mininterval=0.2, desc=_short(self.current).ljust(11),
                                      leave=True)
             self.bar.stats = self._stats()
             self.bar.refresh()

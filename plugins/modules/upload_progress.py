@@ -24,7 +24,8 @@ options:
   job:
     description:
       - The registered result of the M(imagestore.upload.image_upload) task started with C(async) and C(poll) V(0)
-        (it holds RV(ansible_job_id), and RV(progress_file) when the upload runs on the controller).
+        (it holds C(ansible_job_id), and RV(imagestore.upload.image_upload#module:progress_file) when the upload runs
+        on the controller).
     type: dict
     required: true
   wait:

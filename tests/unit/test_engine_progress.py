@@ -74,7 +74,7 @@ def test_the_bytes_reported_add_up_to_the_bytes_sent(tmp_path, kw):
     payload = data(300 * 1024 + 5)
     src = write(tmp_path / "a.img", payload)
     rec = Recorder()
-    result, _, _ = run(tmp_path, src, rec, protocol_kw=kw)
+    result = run(tmp_path, src, rec, protocol_kw=kw)[0]
     assert rec.of("start") == [len(payload)] and rec.of("held") == []
     assert sum(rec.of("advance")) == result["bytes_sent"] == len(payload)
     assert all(n > 0 for n in rec.of("advance"))
@@ -103,7 +103,7 @@ def test_a_resume_reports_what_the_store_holds_as_held(tmp_path, kw):
     got = store.bytes_received
     store.fail_units = {}
     rec = Recorder()
-    result, _, _ = run(tmp_path, src, rec, store=store, protocol_kw=kw)
+    result = run(tmp_path, src, rec, store=store, protocol_kw=kw)[0]
     assert result["resumed"] and rec.of("held") == [got] and 0 < got < len(payload)
     assert sum(rec.of("advance")) == result["bytes_sent"] == len(payload) - got
 
@@ -112,7 +112,7 @@ def test_a_failed_request_takes_back_what_it_had_counted(tmp_path):
     payload = data(256 * 1024)
     src = write(tmp_path / "a.img", payload)
     rec = Recorder()
-    result, _, _ = run(tmp_path, src, rec, cls=ReadsThenFails, protocol_kw=dict(unit=RANGE, cut=[("a.img", 64 * 1024)]))
+    result = run(tmp_path, src, rec, cls=ReadsThenFails, protocol_kw=dict(unit=RANGE, cut=[("a.img", 64 * 1024)]))[0]
     assert -64 * 1024 in rec.of("advance")
     assert sum(rec.of("advance")) == result["bytes_sent"] == len(payload)
 

@@ -32,7 +32,7 @@ def test_meter_rate_eta_and_held_bytes():
     meter.start(100 * MiB)
     meter.held(40 * MiB)                  # a resume: done, not sent by this run
     assert meter.snapshot()["rate"] is None and meter.snapshot()["percent"] == 40.0
-    for _ in range(10):
+    for dummy in range(10):
         clock.now += 1
         meter.advance(2 * MiB)
     snap = meter.snapshot()
@@ -45,10 +45,10 @@ def test_meter_rate_follows_the_last_seconds():
     clock = Clock()
     meter = Meter(clock=clock, window=10)
     meter.start(1000 * MiB)
-    for _ in range(30):
+    for dummy in range(30):
         clock.now += 1
         meter.advance(10 * MiB)
-    for _ in range(30):
+    for dummy in range(30):
         clock.now += 1
         meter.advance(1 * MiB)
     assert abs(meter.snapshot()["rate"] - MiB) < 0.2 * MiB
