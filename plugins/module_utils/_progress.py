@@ -175,6 +175,7 @@ class ProgressFile:
         self.lock = threading.Lock()
         self.last_write = None
         self.broken = False
+        self.timer = None           # the write of a state that came within WRITE_EVERY of the last one
         self.record = {"version": 1, "pid": os.getpid(), "state": RUNNING, "phase": "starting", "provider": provider,
                        "endpoint": endpoint, "destination": destination, "started": round(wall(), 3), "result": None}
         self._write(force=True)
@@ -182,8 +183,17 @@ class ProgressFile:
     def _write(self, force=False):
         with self.lock:
             now = self.clock()
-            if self.broken or (not force and self.last_write is not None and now - self.last_write < WRITE_EVERY):
+            if self.broken:
                 return
+            if not force and self.last_write is not None and now - self.last_write < WRITE_EVERY:
+                if self.timer is None:      # written soon, even if nothing else happens until then (a slow request)
+                    self.timer = threading.Timer(WRITE_EVERY - (now - self.last_write), self._write, kwargs={"force": True})
+                    self.timer.daemon = True
+                    self.timer.start()
+                return
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
             self.last_write = now
             record = dict(self.record, **self.meter.snapshot())
             record["updated"] = round(self.wall(), 3)

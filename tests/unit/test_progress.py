@@ -124,3 +124,19 @@ def test_follower_lines(tmp_path):
     reporter.finish({"changed": True, "msg": "done"})
     follower.tick()                                     # the outcome is the task's to show
     assert len(said) == 2
+
+
+def test_a_state_that_came_too_soon_is_written_a_second_later(tmp_path):
+    """A whole file sent in one slow request: its bytes are read at once, then nothing happens for a while."""
+    import time
+    path = str(tmp_path / "p.json")
+    reporter = ProgressFile(path, "vsphere", "https://vc", {})
+    reporter.start(8 * MiB)
+    reporter.advance(4 * MiB)                              # within a second of the last write: not written now
+    assert read_record(path)["done"] == 0
+    deadline = time.monotonic() + 5
+    while read_record(path)["done"] != 4 * MiB:
+        assert time.monotonic() < deadline, "never written"
+        time.sleep(0.05)
+    reporter.finish({"changed": True, "msg": "m"})
+    assert read_record(path)["state"] == "done"
