@@ -53,8 +53,11 @@ class Stopper:
         self.reporter = reporter
         self.protocol = None
         self.count = 0
+        self.finished = False       # the run is over: only its result is left to print
 
     def __call__(self, signum, frame):
+        if self.finished:
+            return
         self.count += 1
         name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
         if self.count == 1 and self.protocol is not None and not getattr(self.protocol, "legacy", False):
@@ -155,17 +158,20 @@ class Run:
             failure = dict(msg="unexpected %s: %s" % (type(exc).__name__, exc))
             code = FAILED
         finally:
+            stopper.finished = True
+            self.reporter.close()
+        try:
+            if failure is not None:
+                return self.failed(failure, code, started)
+            result["elapsed"] = round(time.monotonic() - started, 3)
+            if self.warnings:
+                result["warnings"] = list(self.warnings)
+            print_result(result, self.command, self.args.json, self.args.quiet,
+                         show_diff=getattr(self.args, "diff", False), out=self.stdout)
+            return OK
+        finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            self.reporter.close()
-        if failure is not None:
-            return self.failed(failure, code, started)
-        result["elapsed"] = round(time.monotonic() - started, 3)
-        if self.warnings:
-            result["warnings"] = list(self.warnings)
-        print_result(result, self.command, self.args.json, self.args.quiet, show_diff=getattr(self.args, "diff", False),
-                     out=self.stdout)
-        return OK
 
     def failed(self, failure, code, started):
         failure = dict(failure, failed=True, elapsed=round(time.monotonic() - started, 3))
