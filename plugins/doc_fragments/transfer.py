@@ -59,4 +59,16 @@ options:
       - The cache lives in C(~/.cache/imagestore-upload/digests.json), or where E(IMAGESTORE_DIGEST_CACHE) points.
     type: bool
     default: true
+  progress_interval:
+    description:
+      - Seconds between two progress lines (percent, bytes, rate, time left, or what the upload is doing) printed
+        while the upload runs, in the terminal and in AWX job output; V(0) prints none. The first line comes after
+        O(progress_interval) seconds, so a short upload prints none.
+      - Printed when the module runs on the controller (the C(local) connection, C(delegate_to) V(localhost), AWX
+        execution environments); on another host the module runs as usual, without these lines.
+      - Under C(async), nothing is printed by this task; M(imagestore.upload.upload_progress) follows the upload and
+        prints these lines.
+      - The command line C(imagestore-upload) prints its lines at this interval when its output is not a terminal.
+    type: int
+    default: 30
 '''

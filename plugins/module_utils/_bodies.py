@@ -22,7 +22,7 @@ from ansible_collections.imagestore.upload.plugins.module_utils._errors import S
 
 MiB = 1024 * 1024
 READ_BLOCK = 4 * MiB
-SEGMENT = 16 * MiB
+SEGMENT = 4 * MiB
 
 
 class Segment(object):

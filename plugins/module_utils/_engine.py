@@ -42,12 +42,21 @@ WHOLE_FILE_PARALLEL_MAX = 16
 
 
 class NullReporter:
-    """Where the engine says how far it is (the CLI's progress bar, the module's progress file)."""
+    """Where the engine says how far it is (the CLI's progress bar, the module's progress file).
+
+    ``phase(text)``: what the run does now; ``start(total_bytes)``: the bytes to upload; ``held(n)``: bytes of them
+    the store already holds (a resumed session), done without being sent; ``advance(n)``: bytes sent (called from
+    the transfer's threads; negative when a request failed and takes back what it had counted);
+    ``finish(result)``: the outcome.
+    """
 
     def phase(self, text):
         pass
 
     def start(self, total_bytes, done_bytes=0):
+        pass
+
+    def held(self, n):
         pass
 
     def advance(self, n):
@@ -322,11 +331,18 @@ class Engine:
         p = self.p
         by_name = dict((f.name, f) for f in group)
 
+        asked = []
+
         def missing():
             units = []
             for name, ranges in sorted(p.missing(session, group).items()):
                 f = by_name[name]
                 units.extend(Unit(f, s, e) for s, e in self._plan(session, f, ranges))
+            if not asked:           # what the session holds already (a resume) counts as done for the progress
+                asked.append(True)
+                held = sum(f.size for f in group) - sum(u.size for u in units)
+                if held > 0:
+                    self.reporter.held(held)
             return units
 
         def send(unit):
@@ -345,7 +361,13 @@ class Engine:
         stall = max(30.0, 2.0 * float(self.params.get("request_timeout") or 60))
         transfer = Transfer(missing, send, self.parallel, self.deadline, stall_seconds=stall,
                             on_sent=self.reporter.advance, doing="uploading to %s" % p.where(dest))
-        transfer.run()
+        for f in group:
+            f.source.tap = transfer.tap
+        try:
+            transfer.run()
+        finally:
+            for f in group:
+                f.source.tap = None
         self.conflicts += transfer.conflicts
 
     # -- failures ---------------------------------------------------------------------------------------

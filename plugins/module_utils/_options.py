@@ -68,6 +68,7 @@ def transfer_options():
         parallel=dict(type="int", default=4),
         force=dict(type="bool", default=False),
         digest_cache=dict(type="bool", default=True),
+        progress_interval=dict(type="int", default=30),
     )
 
 
@@ -194,3 +195,6 @@ def _validate_upload(params, cls, provider):
         raise BadInput("parallel must be between 1 and %d, got %d" % (MAX_PARALLEL, params["parallel"]))
     if params.get("checksum"):
         parse_checksum(params["checksum"])
+    if (params.get("progress_interval") or 0) < 0:
+        raise BadInput("progress_interval must be 0 (no progress lines) or a positive number of seconds, got %d"
+                       % params["progress_interval"])

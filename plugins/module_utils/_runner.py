@@ -81,8 +81,12 @@ class _Watchdog:
             signal.signal(signal.SIGALRM, self._previous)
 
 
-def run_module(operation, registry=None):
-    """The whole module: argument spec, checks, the operation, exit_json/fail_json."""
+def run_module(operation, registry=None, reporter=None):
+    """The whole module: argument spec, checks, the operation, exit_json/fail_json.
+
+    ``reporter(params, protocol class)``: the engine's reporter of the run (None: none), built once the options are
+    checked; it is told the outcome (``finish``), a failure included.
+    """
     registry = registry or PROVIDERS
     module, owners = make_module(operation, registry)
     for secret in endpoint_secrets(module.params.get("endpoint")):
@@ -92,12 +96,14 @@ def run_module(operation, registry=None):
     started = time.monotonic()
     params = dict(module.params)
     failure = None
+    progress = None
     try:
         validate(params, registry, owners, operation)
+        progress = reporter(params, registry[params["provider"]]) if reporter is not None else None
         protocol = connect(params, registry[params["provider"]], module.check_mode, module.warn, operation)
         with _Watchdog(params.get("timeout")):
             try:
-                result = execute(protocol, operation)
+                result = execute(protocol, operation, progress)
             finally:
                 close(protocol, module.warn)
     except ImageStoreError as exc:
@@ -109,6 +115,10 @@ def run_module(operation, registry=None):
     if failure is not None:
         # outside the except blocks: fail_json adds the traceback of a handled error at -vvv otherwise
         failure["elapsed"] = round(time.monotonic() - started, 3)
+        if progress is not None:
+            progress.finish(dict(failure, failed=True))
         module.fail_json(**failure)
     result["elapsed"] = round(time.monotonic() - started, 3)
+    if progress is not None:
+        progress.finish(result)
     module.exit_json(**result)

@@ -95,8 +95,9 @@ class SliceReader:
     deadline), ``hashers`` see every byte read.
     """
 
-    def __init__(self, path, start, end, block=READ_BLOCK, hashers=(), check=None):
+    def __init__(self, path, start, end, block=READ_BLOCK, hashers=(), check=None, tap=None):
         self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        self._tap = tap
         self._path = path
         self._pos = start
         self._end = end
@@ -122,6 +123,8 @@ class SliceReader:
         self._pos += len(data)
         for hasher in self._hashers:
             hasher.update(data)
+        if self._tap is not None:
+            self._tap(len(data))
         return data
 
     def close(self):
@@ -160,6 +163,7 @@ class Source:
         self._cache_read = False
         self.from_cache = set()         # the algorithms whose digest the cache gave (not computed by this run)
         self.declared = dict(declared or {})    # algorithm -> hex the user declared (checksum option): verified later
+        self.tap = None                 # told of the bytes each reader reads (the transfer's progress within a unit)
 
     @staticmethod
     def _identity(st, size):
@@ -175,12 +179,19 @@ class Source:
             self._check(doing)
 
     def body(self, start, end, hashers=(), progress=None):
-        """Bytes ``[start, end]`` as a request body (sendfile where the connection allows; see _bodies.FileRange)."""
+        """Bytes ``[start, end]`` as a request body (sendfile where the connection allows; see _bodies.FileRange);
+        ``progress(n)`` and the transfer's ``tap`` are told of each piece sent."""
+        callbacks = tuple(c for c in (progress, self.tap) if c is not None)
+
+        def tell(n):
+            for call in callbacks:
+                call(n)
         return FileRange(self.path, start, end, hashers=hashers, check=self._sending if self._check is not None else None,
-                         progress=progress)
+                         progress=tell if callbacks else None)
 
     def reader(self, start, end, hashers=()):
-        return SliceReader(self.path, start, end, hashers=hashers, check=self._sending if self._check is not None else None)
+        return SliceReader(self.path, start, end, hashers=hashers, check=self._sending if self._check is not None else None,
+                           tap=self.tap)
 
     def _sending(self):
         self._check("sending %s" % self.path)
@@ -189,9 +200,9 @@ class Source:
         return b"".join(self.blocks(start, end))
 
     def blocks(self, start=0, end=None):
-        """The bytes of ``[start, end]`` in READ_BLOCK pieces, in order."""
+        """The bytes of ``[start, end]`` in READ_BLOCK pieces, in order (not counted as sent: no tap, no "sending" check)."""
         end = self.size - 1 if end is None else end
-        with self.reader(start, end) as r:
+        with SliceReader(self.path, start, end) as r:
             while len(r):
                 yield r.read(READ_BLOCK)
 

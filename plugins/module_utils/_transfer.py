@@ -58,7 +58,9 @@ class Transfer:
 
     ``missing()`` -> list of Unit still to send (the store's current account, already planned);
     ``send(unit)`` -> bytes the store accepted from this request (0: it had them);
-    ``on_sent(n)`` is told of every accepted byte (progress).
+    ``on_sent(n)`` (progress) is told of the bytes of a unit as its request body reads them (``tap``, given to the
+    sources' readers: a unit may be a whole file of several GiB) and, when the unit ends, of the difference to what
+    the store accepted (negative when the request failed), so that its sum is the bytes accepted.
     """
 
     def __init__(self, missing, send, parallel, deadline, stall_seconds=60.0, on_sent=None, doing="uploading"):
@@ -75,6 +77,7 @@ class Transfer:
         self.bytes_sent = 0
         self.initial_missing = None
         self.last_error = None
+        self._streamed = threading.local()
 
     def run(self):
         """Return the bytes the store accepted; raise TransferError when it cannot finish."""
@@ -109,12 +112,26 @@ class Transfer:
                                     % (left, idle, self.last_error or "none"))
             self.deadline.sleep(max([next(backoff)] + (waits or [])), self.doing)
 
+    def tap(self, n):
+        """``n`` bytes of a unit's request body were read (reads outside a unit's send, as a digest pass, do not count)."""
+        counted = getattr(self._streamed, "bytes", None)
+        if counted is None:
+            return
+        self._streamed.bytes = counted + n
+        if self.on_sent is not None:
+            self.on_sent(n)
+
     def _send_one(self, unit, stop):
         if stop.is_set():
             return 0
-        n = self.send(unit)
-        if n and self.on_sent is not None:
-            self.on_sent(n)
+        self._streamed.bytes = 0
+        n = 0
+        try:
+            n = self.send(unit)
+        finally:
+            streamed, self._streamed.bytes = self._streamed.bytes, None
+            if self.on_sent is not None and n != streamed:
+                self.on_sent(n - streamed)
         return n
 
     def _round(self, units):

@@ -35,6 +35,8 @@ class Deadline:
         self.end = self.start + seconds if seconds else None
         #: what the run was doing when the deadline passed (for the message); set by ``check`` and ``sleep``
         self.doing = None
+        #: why the run was stopped before its deadline (``interrupt``), for the message
+        self.interrupted = None
 
     def elapsed(self):
         return self.clock() - self.start
@@ -51,7 +53,15 @@ class Deadline:
         if self.end is not None:
             self.end = max(self.end, self.clock() + seconds)
 
+    def interrupt(self, why):
+        """End the budget now (Ctrl-C at the command line): every wait and check stops as at the deadline, so the run
+        ends the same way, keeping what a re-run can resume; the message says ``why``."""
+        self.interrupted = why
+        self.end = self.clock()
+
     def error(self, doing):
+        if self.interrupted:
+            return DeadlineExceeded("%s while %s" % (self.interrupted, doing))
         return DeadlineExceeded("timeout of %s seconds reached while %s" % (_seconds(self.seconds), doing))
 
     def check(self, doing):

@@ -242,6 +242,13 @@ files:
   returned: when src is a directory or an .ovf descriptor
   type: list
   elements: dict
+progress_file:
+  description:
+    - Under C(async) with the module running on the controller, the file its progress is written to (read by
+      M(imagestore.upload.upload_progress), which follows the upload to its end and removes it).
+  returned: when started with C(async) on the controller
+  type: str
+  sample: /home/user/.cache/imagestore-upload/progress/localhost-5c1f0d0e2b8a4f3e.json
 markers:
   description: For a package folder, the C(_.dir) markers written.
   returned: when src is a directory
@@ -249,11 +256,12 @@ markers:
   elements: str
 '''
 
+from ansible_collections.imagestore.upload.plugins.module_utils._progress import file_reporter
 from ansible_collections.imagestore.upload.plugins.module_utils._runner import run_module
 
 
 def main():
-    run_module("upload")
+    run_module("upload", reporter=file_reporter)
 
 
 if __name__ == "__main__":

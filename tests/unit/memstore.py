@@ -17,6 +17,15 @@ from ansible_collections.imagestore.upload.plugins.module_utils._protocol import
 from ansible_collections.imagestore.upload.plugins.module_utils._ranges import complement, normalize
 
 
+def read_body(body):
+    """The bytes of a request body as a connection would send them (pieces: bytes, or Segments to iterate)."""
+    out = []
+    for piece in body:
+        out.extend([piece] if isinstance(piece, bytes) else list(piece))
+    body.close()
+    return b"".join(out)
+
+
 class FakeClock:
     def __init__(self):
         self.now = 1000.0
@@ -177,7 +186,7 @@ class MemProtocol(Protocol):
             assert start % self.grid == 0 and (end + 1 == f.size or (end + 1) % self.grid == 0), (start, end)
         if self.unit == FILE:
             assert (start, end) == (0, f.size - 1)
-        data = f.source.read(start, end) if end >= start else b""
+        data = read_body(f.source.body(start, end)) if end >= start else b""      # as a request body is sent
         s["got"][f.name][start:end + 1] = data
         s["ranges"][f.name] = normalize(s["ranges"][f.name] + [(start, end)])
         store.bytes_received += len(data)
