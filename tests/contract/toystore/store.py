@@ -84,7 +84,7 @@ class Store:
         for sub in ("files", "sessions"):
             os.makedirs(os.path.join(self.root, sub), exist_ok=True)
         self.files = dict((m["path"], m) for m in self._metas("files"))
-        self.sessions = dict((m["id"], m) for m in self._metas("sessions"))
+        self.sessions = dict((m["id"], dict(m, gen=m.get("gen") or secrets.token_hex(8))) for m in self._metas("sessions"))
         self.in_flight = {}             # session generation -> [[start, end], ...]
         self.version = max([m["version"] for m in self.files.values()] + [0])
         self.stats = dict(payload_bytes=0, puts=0, conflicts=0, cut_bodies=0, commits=0, logins=0, expired=0, disk_full=0)
