@@ -2,8 +2,13 @@
 what it stored and count what it received. The suite's tests are written once against this interface.
 
 A profile answers:
-  start(tmp)                 -> a store (a fresh server of the test's own: the emulator, or the toy store), with
-                                ``url``, ``port`` and ``stop()``
+  start(tmp, extra_args=(), data_dir=None)
+                             -> a store (a fresh server of the test's own: the emulator, or the toy store), with
+                                ``url``, ``port``, ``credentials``, ``control()``, ``stats()``, ``stop()``, and
+                                ``process.kill()`` / ``process.restart()``
+  inject(store, *rules), fired(store), clear_faults(store)
+                             -> the server's fault rules (imagestore_emulator/faults.py's format); ``operations``
+                                maps "data", "commit", "read" to the server's operation names; ``exactly_once``
   module(name)               -> the module's full name (the toy store's modules live in imagestore_test.toystore)
   args(store, src, dest, **) -> image_upload's module arguments for destination ``dest`` (a short word)
   stored_sha256(store, dest, result) -> SHA-256 of the bytes stored at ``dest`` (None: nothing there)
@@ -24,11 +29,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 class Store:
-    """A running server of one test: ``url``, ``port``, ``credentials``, ``stats(name)``, ``stop()``, ``kill()``."""
+    """A running server of one test: ``url``, ``port``, ``credentials``, ``control()``, ``stats()``, ``stop()``; ``process``
+    has ``kill()`` (SIGKILL, as a crash) and ``restart()`` (a new process on the same data)."""
 
-    def __init__(self, process, provider):
+    def __init__(self, process, profile):
         self.process = process
-        self.provider = provider
+        self.profile = profile
 
     @property
     def url(self):
@@ -40,21 +46,50 @@ class Store:
 
     @property
     def credentials(self):
-        return self.process.credentials.get(self.provider) or {}
+        return self.profile.credentials(self.process)
 
     def control(self, method, path, **kw):
+        """The server's control API (the emulator's /_emulator/, the toy store's /_control/): ``path`` below it."""
         return self.process.control(method, path, **kw)
+
+    def stats(self):
+        return self.profile.stats(self)
 
     def stop(self):
         self.process.stop()
 
 
-class EmulatorProfile:
+class Profile:
+    """What every profile shares: the server as a child process of the test, its fault rules, the module names.
+
+    A subclass sets ``name``, ``module_collection``, ``operations`` (the server's names of the operations fault rules
+    target: sending bytes, finishing, reading the session; None: the protocol has no such call) and ``exactly_once``
+    (every payload byte is accepted once, faults or not), and implements ``process``, ``credentials``, ``stats`` and
+    the per-destination answers (``args``, ``stored_sha256``, ``received``, ``open_sessions``, ``unit``).
+    """
+
     name = None
-    module_collection = "imagestore.upload"
+    module_collection = None
+    operations = {}
+    exactly_once = True
+    #: a request body that stalls is given up after this many seconds (real gateways have such a limit)
+    body_timeout = 3
+
+    def process(self, data_dir, extra_args):
+        """The server's process object (not started) on ``data_dir``, with these command-line arguments."""
+        raise NotImplementedError
+
+    def credentials(self, process):
+        raise NotImplementedError
+
+    def start(self, tmp, extra_args=(), data_dir=None):
+        data = data_dir or os.path.join(str(tmp), "store-%s" % self.name)
+        os.makedirs(data, exist_ok=True)
+        args = ["--body-timeout", str(self.body_timeout)] + list(extra_args)
+        return Store(self.process(data, args).start(), self)
 
     def inject(self, store, *rules):
-        """Fault rules of the emulator (imagestore_emulator/faults.py) for this provider."""
+        """Fault rules in the emulator's format (imagestore_emulator/faults.py), for this provider's operations."""
         r = store.control("POST", "faults", json={"rules": [dict({"provider": self.name}, **rule) for rule in rules]})
         assert r.status_code == 200, r.text
 
@@ -64,15 +99,6 @@ class EmulatorProfile:
     def clear_faults(self, store):
         store.control("DELETE", "faults")
 
-    #: a request body that stalls is given up after this many seconds (real gateways have such a limit)
-    body_timeout = 3
-
-    def start(self, tmp, extra_args=(), data_dir=None):
-        data = data_dir or os.path.join(str(tmp), "store-%s" % self.name)
-        os.makedirs(data, exist_ok=True)
-        args = ["--body-timeout", str(self.body_timeout)] + list(extra_args)
-        return Store(EmulatorProcess(data, extra_args=args).start(), self.name)
-
     def module(self, name):
         return "%s.%s" % (self.module_collection, name)
 
@@ -80,6 +106,16 @@ class EmulatorProfile:
         args = {"provider": self.name, "endpoint": endpoint or store.url}
         args.update(store.credentials)
         return args
+
+
+class EmulatorProfile(Profile):
+    module_collection = "imagestore.upload"
+
+    def process(self, data_dir, extra_args):
+        return EmulatorProcess(data_dir, extra_args=extra_args)
+
+    def credentials(self, process):
+        return process.credentials.get(self.name) or {}
 
     def stats(self, store):
         return store.process.stats(self.name)
@@ -208,22 +244,30 @@ class ZStackProfile(EmulatorProfile):
         return chunk_size
 
 
-class ToyStoreProfile:
+class ToyStoreProfile(Profile):
     """The test-only fourth provider: collection imagestore_test.toystore on the toy store (tests/contract/toystore)."""
 
     name = "toystore"
     module_collection = "imagestore_test.toystore"
+    operations = {"data": "data", "commit": "commit", "read": "session_get"}
+    exactly_once = True           # a range the store has (or is receiving) is refused with 409, never taken twice
+    body_timeout = 2
+    #: one password for every toy store of the run, as the emulator has (a test may point a run at a second store)
+    password = "Toy-Store-Passw0rd!"
 
-    def start(self, tmp):
+    def process(self, data_dir, extra_args):
         from toystore.process import ToyStoreProcess
-        return ToyStoreProcess(os.path.join(str(tmp), "store-toystore"), body_timeout=2.0).start()
+        return ToyStoreProcess(data_dir, extra_args=["--password", self.password] + list(extra_args))
 
-    def module(self, name):
-        return "%s.%s" % (self.module_collection, name)
+    def credentials(self, process):
+        return process.credentials
+
+    def stats(self, store):
+        return store.process.stats()
 
     def args(self, store, src, dest, endpoint=None, **extra):
-        args = dict(provider=self.name, endpoint=endpoint or store.url, src=src, path="contract/%s/disk.img" % dest)
-        args.update(store.credentials)
+        args = self.connection(store, endpoint)
+        args.update(src=src, path="contract/%s/disk.img" % dest)
         args.update(extra)
         return args
 
@@ -235,7 +279,7 @@ class ToyStoreProfile:
         return hashlib.sha256(r.content).hexdigest()
 
     def received(self, store):
-        return store.stats()["payload_bytes"]
+        return self.stats(store)["payload_bytes"]
 
     def open_sessions(self, store, dest, result=None):
         return sum(1 for s in store.control("GET", "sessions").json()["sessions"] if s["path"] == "contract/%s/disk.img" % dest)

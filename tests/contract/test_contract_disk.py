@@ -9,7 +9,7 @@ from fieldkit.fullfs import FullFS, FullFSUnavailable
 from kit import MiB
 
 FULL = {"servicefabric": "There is not enough space on the disk", "vsphere": "unable_to_allocate_resource",
-        "zstack": "not enough capacity"}
+        "zstack": "not enough capacity", "toystore": "NO_SPACE: the store's disk is full"}
 
 
 def test_a_full_disk_is_said_as_such_and_nothing_stored_is_lost(contract, profile, store):

@@ -100,3 +100,50 @@ def test_a_commit_checks_the_declared_sha256_and_a_restart_keeps_the_state(toy):
     toy.start()
     s = api(toy)                    # a new login; the same session, with what it received
     assert session(s, toy)["missing"] == [] and session(s, toy)["size"] == SIZE
+
+
+def faults(toy, *rules):
+    r = toy.control("POST", "faults", json={"rules": [dict({"provider": "toystore"}, **rule) for rule in rules]})
+    assert r.status_code == 200, r.text
+
+
+def test_fault_rules_in_the_emulators_format_fire_by_operation_name(toy):
+    s = api(toy)
+    faults(toy, dict(operation="data", action="status", status=503, retry_after=2, code="BUSY", after=1),
+           dict(operation="commit", action="drop_response"))
+    assert put(s, toy, 0, 99).status_code == 204                              # let through: after=1
+    refused = put(s, toy, 100, 199)
+    assert refused.status_code == 503 and refused.headers["Retry-After"] == "2" and refused.json()["error"]["code"] == "BUSY"
+    assert put(s, toy, 100, SIZE - 1).status_code == 204                      # count=1: spent
+    with pytest.raises(requests.ConnectionError):                             # committed, and the answer lost
+        s.post("%s/v1/sessions/%s/commit" % (toy.url, SID))
+    assert toy.control("GET", "files", params={"path": "a/b.img"}).content == DATA
+    fired = toy.control("GET", "faults").json()["fired"]
+    assert [(f["operation"], f["action"]) for f in fired] == [("data", "status"), ("commit", "drop_response")]
+    toy.control("DELETE", "faults")
+    assert toy.control("GET", "faults").json() == {"rules": [], "fired": []}
+
+
+def test_an_expired_session_ends_and_a_full_disk_is_507_no_space(toy):
+    s = api(toy)
+    faults(toy, dict(operation="data", action="enospc", bytes=1000))
+    full = put(s, toy, 0, SIZE - 1)
+    assert full.status_code == 507 and full.json()["error"] == {"code": "NO_SPACE", "message":
+                                                                "the store's disk is full (No space left on device)"}
+    assert session(s, toy)["missing"] == [[0, SIZE - 1]] and session(s, toy)["in_flight"] == []
+    assert put(s, toy, 0, 99).status_code == 204 and toy.stats()["payload_bytes"] == 100
+    faults(toy, dict(operation="data", action="expire"))
+    gone = put(s, toy, 100, 199)
+    assert gone.status_code == 404 and gone.json()["error"]["code"] == "NO_SESSION"
+    assert s.get("%s/v1/sessions/%s" % (toy.url, SID)).status_code == 404
+
+
+def test_a_killed_store_restarts_on_its_port_with_its_sessions(toy):
+    s = api(toy)
+    assert put(s, toy, 0, 99).status_code == 204
+    port = toy.port
+    toy.kill()
+    toy.restart()
+    assert toy.port == port
+    s = api(toy)
+    assert session(s, toy)["missing"] == [[100, SIZE - 1]]

@@ -18,7 +18,7 @@ try:
 except ImportError:  # pragma: no cover - Python 2 is not supported, but sanity imports on it
     from urllib import quote
 
-from ansible_collections.imagestore.upload.plugins.module_utils._errors import BadInput
+from ansible_collections.imagestore.upload.plugins.module_utils._errors import ApiError, BadInput, StoreFull
 from ansible_collections.imagestore.upload.plugins.module_utils._tokens import TokenSession
 
 
@@ -45,6 +45,19 @@ def parse_error(response):
         return error.get("code"), error.get("message")
     except (ValueError, KeyError, TypeError, AttributeError):
         return None, " ".join((response.text or "").split())[:300] or response.reason
+
+
+def writing(call):
+    """A call that writes: the store's full disk (507 NO_SPACE) becomes StoreFull, with the store's own words."""
+    def wrapper(*args, **kwargs):
+        try:
+            return call(*args, **kwargs)
+        except ApiError as exc:
+            if exc.status == 507 or exc.code == "NO_SPACE":
+                raise StoreFull("%s: the toy store has no room left (free space on its disk, then run again: what it "
+                                "received is kept)" % exc.message, status=exc.status, code=exc.code)
+            raise
+    return wrapper
 
 
 def parse_session(body):
@@ -98,6 +111,7 @@ class ToyStoreClient:
         r = self._call("GET", "/v1/sessions", what, params={"path": path})
         return [parse_session(s) for s in self.http.json(r, what).get("sessions") or []]
 
+    @writing
     def create_session(self, session_id, path, size, sha256):
         """(session, created): the id is the caller's, so a repeated call finds the session the first one made."""
         what = "start upload session %s for %s" % (session_id, path)
@@ -105,6 +119,7 @@ class ToyStoreClient:
                        json={"path": path, "size": size, "sha256": sha256})
         return parse_session(self.http.json(r, what)), r.status_code == 201
 
+    @writing
     def put_range(self, session_id, start, end, size, body):
         """Send bytes start-end; None when accepted, else (status, code, message, seconds to wait) of a 404 or 409.
         Never repeated here: a cut body may be held "in flight" by the store, the caller re-reads the session."""
@@ -117,8 +132,9 @@ class ToyStoreClient:
         code, message = parse_error(r)
         return r.status_code, code, message, float(r.headers.get("Retry-After") or 0)
 
+    @writing
     def commit(self, session_id):
-        """The file the commit made; not repeated here when the answer is lost (the caller looks at the file)."""
+        """The file the commit made; never repeated here: when its answer is lost, the engine asks ``landed()`` first."""
         what = "commit upload session %s" % session_id
         r = self._call("POST", "/v1/sessions/%s/commit" % session_id, what, idempotent=False)
         return self.http.json(r, what)

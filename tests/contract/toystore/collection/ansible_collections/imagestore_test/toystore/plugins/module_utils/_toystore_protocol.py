@@ -8,7 +8,8 @@
 * a range the store already has, or still receives, answers 409: the engine re-reads what is missing and
   re-plans (after the wait the store asks for); a vanished session is ``SessionLost`` (the engine starts over);
 * the store computes the SHA-256 of what it holds: ``holds()`` and ``verify()`` compare it with the file's;
-* a commit whose answer is lost is looked for (the file at the path, newer, with these bytes) before it is repeated.
+* a commit is made once: when its answer is lost, the engine asks ``landed()`` (the file at the path, newer, with these
+  bytes) before it makes it again; a full disk (507 NO_SPACE) is ``StoreFull`` (the client says so).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -23,11 +24,11 @@ from ansible_collections.imagestore.upload.plugins.module_utils._errors import (
 from ansible_collections.imagestore.upload.plugins.module_utils._protocol import (
     ACTIVE, COMPLETE, KEPT, RANGE, REMOVED, Protocol, Session, Stored,
 )
+from ansible_collections.imagestore.upload.plugins.module_utils._wait import once
 from ansible_collections.imagestore_test.toystore.plugins.module_utils._toystore_client import (
     ToyStoreClient, check_session_id, normalize_path, parse_error,
 )
 
-COMMIT_ATTEMPTS = 3
 _STR = dict(type="str")
 
 
@@ -113,30 +114,27 @@ class ToyStore(Protocol):
         self._commit(session.id, dest["path"], files[0].size, files[0].digests["sha256"], dest["before"])
 
     def _commit(self, session_id, path, size, sha256, before):
-        for attempt in range(COMMIT_ATTEMPTS):
-            try:
-                self.api.commit(session_id)
-                return
-            except ApiError as exc:
-                if exc.status == 422:
-                    raise VerificationError("the toy store refused the commit of %s: %s" % (path, exc.message), status=422)
-                if exc.status == 409:       # ranges still missing or in flight (a concurrent sender): a re-run finishes
-                    raise ImageStoreError("%s; run again to finish the upload" % exc.message, status=409, code=exc.code,
-                                          retryable=True)
-                if exc.status == 404 and not self._landed(path, size, sha256, before):
-                    raise SessionLost("upload session %s of %s vanished before its commit" % (session_id, path),
-                                      reason="deleted", status=404)
-                if exc.status == 404 or (exc.retryable and self._landed(path, size, sha256, before)):
-                    return              # a concurrent run with the same bytes committed it, or our answer was lost
-                if not exc.retryable or attempt + 1 == COMMIT_ATTEMPTS:
-                    raise
-            except ImageStoreError as exc:          # the answer was lost (a cut connection): did it land?
-                if self._landed(path, size, sha256, before):
-                    return
-                if not exc.retryable or attempt + 1 == COMMIT_ATTEMPTS:
-                    raise
+        """One commit; a lost answer is the engine's (``once``: ``landed()`` is asked before the commit is made again)."""
+        try:
+            self.api.commit(session_id)
+        except ApiError as exc:
+            if exc.status == 422:
+                raise VerificationError("the toy store refused the commit of %s: %s" % (path, exc.message), status=422)
+            if exc.status == 409:       # ranges still missing or in flight (a concurrent sender): a re-run finishes
+                raise ImageStoreError("%s; run again to finish the upload" % exc.message, status=409, code=exc.code,
+                                      retryable=True)
+            if exc.status != 404:
+                raise
+            if not self._landed(path, size, sha256, before):
+                raise SessionLost("upload session %s of %s vanished before its commit" % (session_id, path),
+                                  reason="deleted", status=404)
+            # a concurrent run with the same bytes committed it (or an earlier attempt of ours whose answer was lost)
+
+    def landed(self, session, dest, files):
+        return self._landed(dest["path"], files[0].size, files[0].digests["sha256"], dest["before"])
 
     def _landed(self, path, size, sha256, before):
+        """Does ``path`` hold a newer file than ``before`` with these bytes?"""
         info = self.api.file_info(path)
         return (info is not None and (info["size"], info["sha256"]) == (size, sha256)
                 and (before is None or info["version"] != before["version"]))
@@ -168,9 +166,12 @@ class ToyStore(Protocol):
         return {"in_flight": [{"start": a, "end": b} for a, b in session.raw["in_flight"]]}
 
     def complete(self, session):
-        path = session.extra["path"]
-        self._commit(session.id, path, session.size, session.extra["sha256"], self.api.file_info(path))
-        self._verify(path, session.size, session.extra["sha256"])
+        path, sha256 = session.extra["path"], session.extra["sha256"]
+        before = self.api.file_info(path)
+        once(lambda: self._commit(session.id, path, session.size, sha256, before),
+             lambda: self._landed(path, session.size, sha256, before), self.deadline,
+             "waiting for the commit of upload session %s to show" % session.id)
+        self._verify(path, session.size, sha256)
 
     def remove(self, session, purge):
         return {"removed": self.api.delete_session(session.id)}
