@@ -245,6 +245,7 @@ class Engine:
 
         def one(f):
             self.deadline.check("uploading %s" % f.path)
+            f.source.verify_declared()          # a small file is read first: what is declared is checked before it goes
             f.digests.update(f.source.identity_digests(("sha256",)))
             sent = self.p.put_whole(dest, f)
             f.source.check_unchanged()

@@ -191,6 +191,15 @@ def test_a_declared_checksum_is_verified_before_the_commit(tmp_path, clock):
     assert good["changed"] and h.store.commits == 1
 
 
+def test_a_declared_checksum_is_checked_for_a_file_sent_whole_too(tmp_path, clock):
+    h = Harness(tmp_path, clock, unit=RANGE, whole_file_max=1024 * 1024)
+    src = write(tmp_path / "small.img", data(5000))
+    with pytest.raises(VerificationError, match="not the declared"):
+        h.upload(src, checksum="sha256:" + "0" * 64)
+    assert h.store.puts == 0 and not h.store.files
+    assert h.upload(src, checksum="sha256:" + sha(data(5000)))["changed"] and h.store.puts == 1
+
+
 def test_source_checks(tmp_path, clock):
     h = Harness(tmp_path, clock, unit=RANGE)
     with pytest.raises(LocalFileError, match="does not exist"):
