@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 
+from ansible_collections.imagestore.upload.plugins.module_utils._engine import NullReporter
 from ansible_collections.imagestore.upload.plugins.module_utils._progress import Meter, describe, human_bytes, human_duration
 
 from imagestore_cli.docs import replace_module_names
@@ -21,21 +22,8 @@ from imagestore_cli.docs import replace_module_names
 PROG = "imagestore-upload"
 
 
-class Quiet:
-    def phase(self, text):
-        pass
-
-    def start(self, total_bytes, done_bytes=0):
-        pass
-
-    def held(self, n):
-        pass
-
-    def advance(self, n):
-        pass
-
-    def finish(self, result):
-        pass
+class Quiet(NullReporter):
+    """Says nothing while the run goes on (--quiet, --json)."""
 
     def note(self, text):
         pass

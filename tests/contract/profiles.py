@@ -290,3 +290,5 @@ class ToyStoreProfile(Profile):
 
 
 PROFILES = {p.name: p for p in (ServiceFabricProfile(), VSphereProfile(), ZStackProfile(), ToyStoreProfile())}
+#: the collection's own providers (the toy store is a test collection of its own)
+PROVIDER_PROFILES = dict((name, p) for name, p in PROFILES.items() if p.module_collection == "imagestore.upload")

@@ -12,30 +12,16 @@ import sys
 import termios
 import time
 
-import pytest
-import requests
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-#: the request each provider's bytes go in (fault rules slow them down to watch the progress)
-DATA_OPERATION = {"servicefabric": "chunk", "vsphere": "data_put", "zstack": "slice"}
-
-
 def load_profiles():
     spec = importlib.util.spec_from_file_location("contract_profiles", os.path.join(ROOT, "tests", "contract", "profiles.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.PROFILES
+    return module.PROVIDER_PROFILES
 
 
 PROFILES = load_profiles()
-
-
-def needs_engine(provider):
-    """Progress comes from the engine's reporter; a provider still on the legacy bridge bypasses it."""
-    from ansible_collections.imagestore.upload.plugins.module_utils._registry import PROVIDERS
-    if getattr(PROVIDERS[provider], "legacy", False):
-        pytest.skip("%s still runs through the legacy bridge (_legacy.py), which bypasses the engine and its reporter: "
-                    "no progress until its port to the engine lands" % provider)
 
 
 def command():
@@ -132,9 +118,11 @@ def run_on_pty(argv, env, timeout=120, columns=None):
 
 def slow_down(store, provider, ms, count=0):
     """Delay each request that carries bytes by ``ms`` (the upload then takes long enough to watch)."""
-    rule = {"provider": provider, "operation": DATA_OPERATION[provider], "action": "delay", "ms": ms, "count": count}
-    requests.post("%s/_emulator/faults" % store.url, json={"rules": [rule]}, timeout=10).raise_for_status()
+    profile = PROFILES[provider]
+    profile.inject(store, {"operation": profile.operations["data"], "action": "delay", "ms": ms, "count": count})
 
 
 def clear_faults(store):
-    requests.delete("%s/_emulator/faults" % store.url, timeout=10).raise_for_status()
+    for profile in PROFILES.values():
+        if profile.name == store.provider:
+            profile.clear_faults(store)

@@ -6,24 +6,13 @@ failed one reads as failed, with its message."""
 import re
 
 import pytest
-import requests
 
 from ansible_helpers import make_file
-from cli_helpers import DATA_OPERATION, PROFILES, needs_engine, slow_down
+from cli_helpers import PROFILES, slow_down
 
 MiB = 1024 * 1024
 
 
-@pytest.fixture(params=sorted(PROFILES))
-def profile(request):
-    return PROFILES[request.param]
-
-
-@pytest.fixture
-def store(profile, tmp_path):
-    started = profile.start(tmp_path)
-    yield started
-    started.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -55,7 +44,6 @@ def test_follow_an_async_upload_to_its_end(profile, store, tmp_path, ansible, pr
     assert profile.stored_sha256(store, "async", done) == digest
     assert re.search(r"^localhost: done: %s$" % re.escape(done["msg"]), run.output, re.M), run.output[-3000:]
     assert list(progress_dir.iterdir()) == []                       # the follower removes the progress file
-    needs_engine(profile.name)
     percents = [float(p) for p in re.findall(r"^localhost: .*?(\d+\.\d)% \(", run.output, re.M)]
     assert percents and all(0 <= p <= 100 for p in percents) and any(p < 100 for p in percents), run.output[-3000:]
     assert done["progress"]["state"] == "done" and done["progress"]["destination"] == done["destination"]
@@ -64,9 +52,7 @@ def test_follow_an_async_upload_to_its_end(profile, store, tmp_path, ansible, pr
 def test_a_failed_upload_reads_as_failed_with_its_message(profile, store, tmp_path, ansible):
     src = str(tmp_path / "disk.img")
     make_file(src, 2 * MiB, seed=10)
-    rule = {"provider": profile.name, "operation": DATA_OPERATION[profile.name], "action": "status", "status": 403,
-            "count": 0}
-    requests.post("%s/_emulator/faults" % store.url, json={"rules": [rule]}, timeout=10).raise_for_status()
+    profile.inject(store, {"operation": profile.operations["data"], "action": "status", "status": 403, "count": 0})
     run = ansible.run(recipe(profile.args(store, src, "fails", chunk_size="512KiB")))
     started, _, done = run.results
     assert started["started"], started

@@ -10,23 +10,13 @@ import pytest
 
 from ansible_helpers import make_file
 from cli_helpers import (
-    PROFILES, clear_faults, cli_args, environment, finish, needs_engine, run, run_on_pty, slow_down, start,
+    PROFILES, clear_faults, cli_args, environment, finish, run, run_on_pty, slow_down, start,
 )
 
 MiB = 1024 * 1024
 PROVIDERS = sorted(PROFILES)
 
 
-@pytest.fixture(params=PROVIDERS)
-def profile(request):
-    return PROFILES[request.param]
-
-
-@pytest.fixture
-def store(profile, tmp_path):
-    started = profile.start(tmp_path)
-    yield started
-    started.stop()
 
 
 @pytest.fixture
@@ -77,7 +67,6 @@ def test_bad_input_exits_2(profile, store, tmp_path, env, extra, message):
 
 
 def test_a_missing_source_exits_2(profile, store, tmp_path, env):
-    needs_engine(profile.name)          # the legacy adapters raise a plain error for it (exit 1)
     missing = run(upload_argv(profile, store, tmp_path, str(tmp_path / "nothing.img"), "missing"), env)
     assert missing.rc == 2 and "src: %s does not exist" % (tmp_path / "nothing.img") in missing.stderr
 
@@ -101,9 +90,6 @@ def test_a_timeout_exits_3_and_the_rerun_resumes(profile, store, tmp_path, env):
     argv = upload_argv(profile, store, tmp_path, src, "slow", chunk_size="256KiB", parallel=1)
     slow_down(store, profile.name, 6000 if profile.name == "vsphere" else 1500)    # vSphere: one request for the file
     timed_out = run(argv + ["--timeout", "3"], env)
-    if timed_out.rc != 3:
-        # the legacy adapters: ZStack raises a plain error for it (exit 1), vSphere's data PUT ignores the timeout
-        needs_engine(profile.name)
     assert timed_out.rc == 3 and "timeout of 3 seconds" in timed_out.stderr, (timed_out.rc, timed_out.stderr)
     assert "Traceback" not in timed_out.stderr
     clear_faults(store)
@@ -135,12 +121,10 @@ def test_ctrl_c_exits_3_keeps_what_was_sent_and_the_rerun_resumes(profile, store
     assert again.rc == 0, again.stderr
     assert profile.stored_sha256(store, "ctrlc") == digest
     if profile.name != "vsphere":              # a whole file is sent again: nothing of it is kept
-        needs_engine(profile.name)
         assert again.json["resumed"] is True and again.json["bytes_sent"] < size
 
 
 def test_verification_failure_exits_4(profile, store, tmp_path, env):
-    needs_engine(profile.name)
     src = str(tmp_path / "disk.img")
     make_file(src, MiB, seed=5)
     wrong = "sha256:" + "0" * 64
@@ -151,7 +135,6 @@ def test_verification_failure_exits_4(profile, store, tmp_path, env):
 
 @pytest.mark.parametrize("columns", [100, None], ids=["sized", "unsized"])
 def test_progress_bar_on_a_terminal(profile, store, tmp_path, env, columns):
-    needs_engine(profile.name)
     src = str(tmp_path / "disk.img")
     digest = make_file(src, 4 * MiB, seed=6)
     slow_down(store, profile.name, 300)
@@ -168,7 +151,6 @@ def test_progress_bar_on_a_terminal(profile, store, tmp_path, env, columns):
 
 
 def test_periodic_lines_without_a_terminal(profile, store, tmp_path, env):
-    needs_engine(profile.name)
     src = str(tmp_path / "disk.img")
     make_file(src, 4 * MiB, seed=7)
     slow_down(store, profile.name, 300)

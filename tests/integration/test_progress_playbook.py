@@ -11,22 +11,12 @@ import ansible_runner
 import pytest
 
 from ansible_helpers import make_file
-from cli_helpers import PROFILES, needs_engine, slow_down
+from cli_helpers import PROFILES, slow_down
 
 MiB = 1024 * 1024
 LINE = r"^localhost: (?:\S.*?: )?(\d+\.\d)% \((.+?) of (.+?)\)"
 
 
-@pytest.fixture(params=sorted(PROFILES))
-def profile(request):
-    return PROFILES[request.param]
-
-
-@pytest.fixture
-def store(profile, tmp_path):
-    started = profile.start(tmp_path)
-    yield started
-    started.stop()
 
 
 @pytest.fixture
@@ -50,7 +40,6 @@ def test_progress_lines_while_the_upload_runs(profile, store, tmp_path, ansible,
     assert result["changed"] and not result.get("failed"), run.output[-3000:]
     assert profile.stored_sha256(store, "lines", result) == digest
     assert list(progress_dir.iterdir()) == []              # the action plugin removes its progress file
-    needs_engine(profile.name)
     percents = [float(m.group(1)) for m in re.finditer(LINE, run.output, re.M)]
     assert len(percents) >= 2, run.output[-3000:]
     assert percents == sorted(percents) and all(0 <= p <= 100 for p in percents) and percents[0] < 100
