@@ -19,5 +19,5 @@ options:
     type: str
 notes:
   - States are the same words for every provider (V(active), V(suspended), V(complete), V(done), V(failed),
-    V(canceled), V(expired)); the server's own word is kept as RV(sessions[].raw_state).
+    V(canceled), V(expired)); the server's own word is kept as C(raw_state).
 '''

@@ -60,8 +60,7 @@ class FileRange(object):
 
     def __iter__(self):
         if self.hashers:                    # the bytes themselves are needed: read them
-            for block in self.buffered(self.start, self.count):
-                yield block
+            yield from self.buffered(self.start, self.count)
             return
         pos, end = self.start, self.start + self.count
         while pos < end:

@@ -28,7 +28,8 @@ from ansible_collections.imagestore.upload.plugins.module_utils._protocol import
     DONE, FILE, INCOMPLETE, KEPT, LEFT, REMOVED, SLICE, Verdict,
 )
 from ansible_collections.imagestore.upload.plugins.module_utils._ranges import plan, total
-from ansible_collections.imagestore.upload.plugins.module_utils._source import DigestCache, Source, check_local, parse_checksum
+from ansible_collections.imagestore.upload.plugins.module_utils._digest_cache import DigestCache
+from ansible_collections.imagestore.upload.plugins.module_utils._source import Source, check_local, parse_checksum
 from ansible_collections.imagestore.upload.plugins.module_utils._transfer import Transfer, Unit
 from ansible_collections.imagestore.upload.plugins.module_utils._wait import CLEANUP_GRACE, once
 
@@ -227,8 +228,8 @@ class Engine:
         p = self.p
         dest = p.destination(None)
         present = p.present(dest)
-        result = {"changed": bool(present), "removed": list(present), "diff": {"before": {"present": list(present)},
-                                                                            "after": {"present": []}}}
+        result = {"changed": bool(present), "removed": list(present),
+                  "diff": {"before": {"present": list(present)}, "after": {"present": []}}}
         result.update(p.result(dest, None))
         if not present:
             result["msg"] = "%s holds nothing to remove" % p.where(dest)

@@ -34,7 +34,7 @@ from ansible_collections.imagestore.upload.plugins.module_utils._servicefabric_c
 )
 from ansible_collections.imagestore.upload.plugins.module_utils._servicefabric_compress import Compressor
 from ansible_collections.imagestore.upload.plugins.module_utils._servicefabric_package import package_files, stored_tree, write_dir_markers
-from ansible_collections.imagestore.upload.plugins.module_utils._source import DigestCache
+from ansible_collections.imagestore.upload.plugins.module_utils._digest_cache import DigestCache
 from ansible_collections.imagestore.upload.plugins.module_utils._servicefabric_records import Record, ours, session_id_for
 from ansible_collections.imagestore.upload.plugins.module_utils._wait import once
 

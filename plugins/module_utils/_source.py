@@ -28,7 +28,7 @@ import stat
 import threading
 
 from ansible_collections.imagestore.upload.plugins.module_utils._bodies import FileRange
-from ansible_collections.imagestore.upload.plugins.module_utils._digest_cache import DigestCache, identity_text  # noqa: F401  (re-exported)
+from ansible_collections.imagestore.upload.plugins.module_utils._digest_cache import identity_text
 from ansible_collections.imagestore.upload.plugins.module_utils._errors import LocalFileError, SourceChangedError, VerificationError
 from ansible_collections.imagestore.upload.plugins.module_utils._hashing import feed
 

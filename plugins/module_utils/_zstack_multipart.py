@@ -40,8 +40,7 @@ class MultipartSlice:
 
     def __iter__(self):
         yield self._head
-        for piece in self._body:
-            yield piece
+        yield from self._body
         yield self._tail
 
     def close(self):

@@ -13,25 +13,24 @@ short_description: Upload a large image into an image store, resumably and idemp
 version_added: 0.1.0
 description:
   - Uploads a local file (a VM disk, an ISO, an application package) into the Service Fabric Image Store,
-    a vSphere Content Library or ZStack, through the store's upload-session API.
-  - Idempotent. When the destination already holds the same content, nothing is sent and the result is
-    not changed (Service Fabric compares the size, vSphere the size and checksum, ZStack the MD5).
-  - Resumable. When an earlier run was interrupted, the open session for the same content is found and only
-    what the server reports missing is sent (O(ignore:resumed=true)).
-  - Streamed in constant memory (at most O(chunk_size) x O(parallel) bytes of the file in memory), in
-    parallel where the protocol allows, verified after the upload.
-  - Service Fabric. O(src) goes to O(path). A directory O(src) is uploaded as an application package, each
-    file to the same relative path below O(path), empty files by whole-file PUT, then an empty C(_.dir) marker per
-    folder. The upload session id is derived from the path, the size and the SHA-256 of the file, so a
-    different file never resumes a session that is not its own.
-  - vSphere. O(src) goes into item O(item) (created when missing, of type V(iso) for C(.iso), V(ovf) for C(.ovf) or C(.ova), else V(file))
-    of library O(library) (name or id) as O(file_name). The item's ACTIVE update session is resumed (files it holds READY
-    are not sent again); each file is sent whole in one streamed PUT and its SHA-1 verified by the server; an C(.ovf) goes
-    with the files it references. A failed session is failed, canceled and deleted unless O(keep_session_on_failure=true)
-    and the failure is retryable.
-  - ZStack. O(src) becomes the image O(name) on O(backup_storage), uploaded as a long job in parallel slices of
-    O(chunk_size). A Ready image with the same O(name) and MD5 on the backup storage is left alone; an unfinished
-    upload job for the same O(image_id) is resumed (a Suspended one first) and only the slices after its offset are sent.
+    a vSphere Content Library or ZStack, through the store's upload-session API; with O(state=absent), removes it.
+  - Idempotent by content. When the destination already holds these bytes, nothing is sent and the result is not
+    changed; a same-size edit is uploaded. RV(compared) says how it was decided (Service Fabric from this collection's
+    record in the store, vSphere the checksum the server reports, ZStack the MD5).
+  - Resumable from any host holding the same bytes. When an earlier run was interrupted (a time-out, a lost
+    connection, a killed process), the session for the same content is found and only what the store reports missing
+    is sent (RV(resumed=true)). A session of this collection for other content is never resumed.
+  - Streamed in constant memory (at most O(chunk_size) x O(parallel) bytes of the file in memory), in parallel where
+    the protocol allows, bounded by O(timeout), verified after the upload. A run that fails keeps what a re-run can
+    resume and removes what nobody can use (RV(session_cleanup)).
+  - Service Fabric. O(src) goes to O(path). A directory O(src) is uploaded as an application package, each file to the
+    same relative path below O(path) (optionally O(compress)ed), then an empty C(_.dir) marker per folder.
+  - vSphere. O(src) goes into item O(item) (created when missing, of type V(iso) for C(.iso), V(ovf) for C(.ovf) or
+    C(.ova), else V(file)) of library O(library) (name or id) as O(file_name); an C(.ovf) goes with the files it
+    references, in parallel. Each file is sent whole and its checksum verified by the server.
+  - ZStack. O(src) becomes the image O(name) on O(backup_storage), uploaded as a long job in slices of O(chunk_size);
+    other images of that name on the backup storage are replaced once the new one is Ready (O(replace)).
+  - docs/guarantees.md in the collection says exactly what holds for each provider.
 extends_documentation_fragment:
   - imagestore.upload.connection
   - imagestore.upload.transfer
@@ -40,12 +39,13 @@ extends_documentation_fragment:
   - imagestore.upload.zstack
   - imagestore.upload.attributes
 notes:
-  - Idempotent by content for every provider. Service Fabric keeps no digest, so this collection keeps a record of what
-    it uploaded in the image store itself (empty marker files under C(.imagestore-upload/records/)), tied to each stored
-    file's version and modification date; a file without such a record (uploaded by another tool) is uploaded once more
-    to make one, and the result's RV(notes) says so.
+  - Service Fabric keeps no digest, so this collection keeps a record of what it uploaded in the image store itself
+    (empty marker files under C(.imagestore-upload/records/)), tied to each stored file's version and modification date;
+    a file without such a record (uploaded by another tool) is uploaded once more to make one, and RV(notes) says so.
   - vSphere. Where the server reports no checksum for a stored file (vcsim), only the size can be compared; RV(compared)
     is then V(size) and RV(notes) says so.
+  - The action plugin of this module prints a progress line every O(progress_interval) seconds when the module runs on
+    the controller (local connection, C(delegate_to=localhost), AWX execution environments).
 seealso:
   - module: imagestore.upload.upload_session_info
   - module: imagestore.upload.upload_session_commit
@@ -136,20 +136,36 @@ bytes_sent:
   sample: 104857600
 resumed:
   description:
-    - Whether an interrupted upload of the same content was continued.
-    - Service Fabric resumes a session started by a run on the same host for the same, unchanged file (same
-      device, inode, size, modification and change time).
+    - Whether an interrupted upload of the same content was continued (its session existed before this run), from this
+      host or another one holding the same bytes.
   returned: always
   type: bool
 sha256:
   description:
-    - SHA-256 of the source file (none for a package), computed while the bytes go out.
-    - Service Fabric keeps no digest to compare with, so when nothing is sent (the destination already
-      holds a file of that size) the file is not read, and this is the digest cached by an earlier run for
-      the same unchanged file, or none.
+    - SHA-256 of the source file (none for a package: see RV(files)).
   returned: always
   type: str
   sample: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+compared:
+  description:
+    - How the destination was compared with the file; for a package, the list of the ways used for its files.
+    - V(sha256), V(sha1), V(md5) (a digest the store reports or this collection recorded), V(size) (the store reports no
+      checksum: only the size could be compared), V(record) (Service Fabric, a file without this collection's record:
+      uploaded once more to make one), V(absent) (nothing there).
+  returned: with O(state=present)
+  type: raw
+  sample: sha256
+notes:
+  description: What the comparison could not show, in a sentence each (also appended to RV(msg)).
+  returned: when there is something to say
+  type: list
+  elements: str
+  sample: ["the store reports no checksum for disk.iso, so only its size was compared"]
+removed:
+  description: With O(state=absent), what was removed (empty when there was nothing).
+  returned: with O(state=absent)
+  type: list
+  elements: str
 destination:
   description: Where the content is, in the provider's own terms.
   returned: always
@@ -193,10 +209,30 @@ api_style:
   type: str
 session_cleanup:
   description:
-    - vSphere. On failure after the update session existed, what became of it, V(deleted), V(kept), V(incomplete), or V(left)
-      (the session was opened by a concurrent run for the same item, which this run joined; it is left to that run).
+    - On failure after the upload session existed, what became of it. V(kept) (a re-run resumes it), V(removed) (with
+      what it had received: nobody could use it), V(incomplete) (removing it failed; it may still exist), V(left) (another
+      run's session, joined by this one: left to it).
   returned: on failure
   type: str
+replaced_sessions:
+  description: Service Fabric. Upload sessions of this collection for other content of the path, removed by this run.
+  returned: when there were some
+  type: list
+  elements: str
+compressed:
+  description: Service Fabric, with O(compress=true). The archives this run built (those of unchanged folders are reused).
+  returned: with O(compress=true)
+  type: list
+  elements: str
+records_written:
+  description: Service Fabric. How many record markers this run wrote into the store.
+  returned: when something was uploaded
+  type: int
+replaced:
+  description: ZStack. The images named O(name) on O(backup_storage) that this run deleted and expunged (or would).
+  returned: when provider is zstack
+  type: list
+  elements: str
 image_uuid:
   description: ZStack. Uuid of the image.
   returned: when provider is zstack

@@ -16,7 +16,8 @@ import uuid
 import pytest
 import requests
 
-from ansible_collections.imagestore.upload.plugins.module_utils._source import DigestCache, Source
+from ansible_collections.imagestore.upload.plugins.module_utils._digest_cache import DigestCache
+from ansible_collections.imagestore.upload.plugins.module_utils._source import Source
 from pytest_imagestore.partial import PartialUploads
 from vsphere_helpers import client_for
 from pytest_imagestore.plugin import Target

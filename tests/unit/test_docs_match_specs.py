@@ -16,7 +16,7 @@ FRAGMENTS = "ansible_collections.imagestore.upload.plugins.doc_fragments."
 
 
 def fragment(name):
-    module, _, attribute = name.partition(".")
+    module, dummy, attribute = name.partition(".")
     cls = importlib.import_module(FRAGMENTS + module).ModuleDocFragment
     return yaml.safe_load(getattr(cls, attribute or "DOCUMENTATION"))
 
@@ -57,7 +57,7 @@ def comparable(entry, documented):
 
 @pytest.mark.parametrize("module", sorted(MODULES))
 def test_module_spec_matches_its_documentation(module):
-    spec, _ = module_spec(MODULES[module])
+    spec, dummy = module_spec(MODULES[module])
     docs = documented_options(module)
     assert sorted(spec) == sorted(docs), "only in the spec: %s; only documented: %s" % (
         sorted(set(spec) - set(docs)), sorted(set(docs) - set(spec)))

@@ -133,7 +133,7 @@ def test_check_mode_only_says_what_a_real_run_does_with_a_job_for_other_content(
 def test_a_job_without_this_collections_mark_is_never_resumed(local):
     api = FakeApi()
     api.add_job("j1" + "0" * 30, "my-id", "Suspended", "uploaded with the web console", offset=512)
-    p, _ = protocol(api, image_id="my-id")
+    p, dummy = protocol(api, image_id="my-id")
     with pytest.raises(ImageStoreError) as err:
         p.find_session(Dest("img", BS, OPTIONS, local), "my-id", [local])
     assert err.value.message == (
@@ -147,7 +147,7 @@ def test_a_mark_of_an_older_version_resumes_when_the_image_id_is_the_md5(local):
     api = FakeApi()
     md5 = local.digests["md5"]
     api.add_job("j1" + "0" * 30, md5, "Running", "imagestore.upload imageId=" + md5, offset=256)
-    p, _ = protocol(api)
+    p, dummy = protocol(api)
     session = p.find_session(Dest("img", BS, OPTIONS, local), md5, [local])
     assert session.id == "j1" + "0" * 30 and api.calls == []
 
@@ -163,7 +163,7 @@ def test_a_failed_verification_deletes_and_expunges_the_image(local):
     api = FakeApi()
     job = "j1" + "0" * 30
     api.add_job(job, "my-id", "Succeeded", content_mark("my-id", local.digests["md5"], local.size), md5sum="e" * 32, size=local.size)
-    p, _ = protocol(api, image_id="my-id")
+    p, dummy = protocol(api, image_id="my-id")
     dest = Dest("img", BS, OPTIONS, local)
     session, image_uuid = upload_session(p, api, dest, job)
     dest.image = api.images[image_uuid]
@@ -179,8 +179,8 @@ def test_a_kept_job_is_left_as_it_is(local):
     api = FakeApi()
     job = "j1" + "0" * 30
     api.add_job(job, "my-id", "Running", content_mark("my-id", local.digests["md5"], local.size))
-    p, _ = protocol(api, image_id="my-id")
-    session, _ = upload_session(p, api, Dest("img", BS, OPTIONS, local), job)
+    p, dummy = protocol(api, image_id="my-id")
+    session, dummy = upload_session(p, api, Dest("img", BS, OPTIONS, local), job)
     assert p.abort(session, None, "timeout", keep=True) == "kept" and api.calls == []
 
 
@@ -193,7 +193,7 @@ def ready_image(api, uuid, md5, size):
 def test_replace_false_refuses_before_anything_is_sent_naming_the_images(local):
     api = FakeApi()
     old = ready_image(api, "u" * 32, "d" * 32, local.size)
-    p, _ = protocol(api, replace=False)
+    p, dummy = protocol(api, replace=False)
     dest = Dest("img", BS, OPTIONS, local)
     dest.images = [old]
     with pytest.raises(BadInput) as err:
@@ -201,7 +201,7 @@ def test_replace_false_refuses_before_anything_is_sent_naming_the_images(local):
     assert err.value.message == ("replace is false and backup storage bs already holds an image named 'img': %s (Ready, MD5 %s); "
                                  "nothing was sent (replace=true, the default, replaces it once the new image is Ready; or give "
                                  "another name)" % ("u" * 32, "d" * 32))
-    p, _ = protocol(api)
+    p, dummy = protocol(api)
     verdict = p.holds(dest, None, local)
     assert not verdict.same and verdict.compared == "md5" and dest.replaces == [old]
     assert p.where(dest) == "image 'img' on backup storage bs in place of image %s" % ("u" * 32)
@@ -211,7 +211,7 @@ def test_an_image_already_holding_the_file_stays_and_the_others_of_its_name_go(l
     api = FakeApi()
     same = ready_image(api, "s" * 32, local.digests["md5"], local.size)
     other = ready_image(api, "o" * 32, "d" * 32, 5)
-    p, _ = protocol(api)
+    p, dummy = protocol(api)
     dest = Dest("img", BS, OPTIONS, local)
     dest.images = [other, same]
     verdict = p.holds(dest, None, local)
@@ -220,7 +220,7 @@ def test_an_image_already_holding_the_file_stays_and_the_others_of_its_name_go(l
     finished = p.finish(dest, [local], False)
     assert finished["changed"] and finished["replaced"] == ["o" * 32] and set(api.images) == {"s" * 32}
     assert finished["diff"]["after"]["images"] == ["s" * 32] and finished["diff"]["before"]["images"] == ["o" * 32, "s" * 32]
-    keep, _ = protocol(api, replace=False)
+    keep, dummy = protocol(api, replace=False)
     again = Dest("img", BS, OPTIONS, local)
     again.images = [ready_image(api, "o" * 32, "d" * 32, 5), same]
     assert keep.holds(again, None, local).note == "replace=false keeps the other image of that name: %s" % ("o" * 32)
@@ -231,7 +231,7 @@ def test_without_md5sum_the_record_of_the_job_that_made_the_image_decides(local)
     api = FakeApi()
     md5 = local.digests["md5"]
     image_uuid = api.add_job("j1" + "0" * 30, md5, "Succeeded", content_mark(md5, md5, local.size), size=local.size)
-    p, _ = protocol(api)
+    p, dummy = protocol(api)
     dest = Dest("img", BS, OPTIONS, local)
     dest.images = [api.images[image_uuid]]
     verdict = p.holds(dest, None, local)
