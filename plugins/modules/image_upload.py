@@ -142,16 +142,16 @@ resumed:
   type: bool
 sha256:
   description:
-    - SHA-256 of the source file (none for a package: see RV(files)).
+    - SHA-256 of the source file (none for a package; see RV(files)).
   returned: always
   type: str
   sample: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
 compared:
   description:
     - How the destination was compared with the file; for a package, the list of the ways used for its files.
-    - V(sha256), V(sha1), V(md5) (a digest the store reports or this collection recorded), V(size) (the store reports no
-      checksum: only the size could be compared), V(record) (Service Fabric, a file without this collection's record:
-      uploaded once more to make one), V(absent) (nothing there).
+    - V(sha256), V(sha1), V(md5) (a digest the store reports or this collection recorded); V(size) (the store reports no
+      checksum, so only the size could be compared); V(record) (Service Fabric, a file without this collection's record,
+      uploaded once more to make one); V(absent) (nothing there).
   returned: with O(state=present)
   type: raw
   sample: sha256
@@ -209,9 +209,9 @@ api_style:
   type: str
 session_cleanup:
   description:
-    - On failure after the upload session existed, what became of it. V(kept) (a re-run resumes it), V(removed) (with
-      what it had received: nobody could use it), V(incomplete) (removing it failed; it may still exist), V(left) (another
-      run's session, joined by this one: left to it).
+    - On failure after the upload session existed, what became of it. V(kept) (a re-run resumes it); V(removed) (with
+      what it had received, since nobody could use it); V(incomplete) (removing it failed, it may still exist); V(left)
+      (another run's session, joined by this one, left to it).
   returned: on failure
   type: str
 replaced_sessions:

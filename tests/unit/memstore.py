@@ -17,6 +17,18 @@ from ansible_collections.imagestore.upload.plugins.module_utils._protocol import
 from ansible_collections.imagestore.upload.plugins.module_utils._ranges import complement, normalize
 
 
+def data(n, seed=0):
+    """``n`` reproducible bytes (another ``seed``: other bytes)."""
+    block = hashlib.sha512(str(seed).encode()).digest()
+    return (block * (n // len(block) + 1))[:n]
+
+
+def write(path, content):
+    with open(str(path), "wb") as fh:
+        fh.write(content)
+    return str(path)
+
+
 def read_body(body):
     """The bytes of a request body as a connection would send them (pieces: bytes, or Segments to iterate)."""
     out = []

@@ -54,10 +54,13 @@ def test_two_processes_hashing_one_large_file_hash_it_once(tmp_path):
         for i in range((_digest_cache_share() // MiB) + 8):
             fh.write(bytes([i % 256]) * MiB)
     cache = str(tmp_path / "digests.json")
-    script = ("import sys; from ansible_collections.imagestore.upload.plugins.module_utils._source import Source; from ansible_collections.imagestore.upload.plugins.module_utils._digest_cache import DigestCache; "
+    script = ("import sys; from ansible_collections.imagestore.upload.plugins.module_utils._source import Source; "
+              "from ansible_collections.imagestore.upload.plugins.module_utils._digest_cache import DigestCache; "
               "s = Source(sys.argv[1], DigestCache(sys.argv[2])); s.digests(('sha256', 'md5')); "
               "print('cached' if s.from_cache else 'computed')")
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(big), cache], stdout=subprocess.PIPE) for dummy in range(3)]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))       # the collection, as this process has it
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(big), cache], stdout=subprocess.PIPE, env=env)
+             for dummy in range(3)]
     outcomes = sorted(p.communicate(timeout=120)[0].decode().strip() for p in procs)
     assert outcomes == ["cached", "cached", "computed"], outcomes
 

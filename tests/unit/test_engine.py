@@ -15,7 +15,10 @@ from ansible_collections.imagestore.upload.plugins.module_utils._protocol import
 from ansible_collections.imagestore.upload.plugins.module_utils._sessions import SessionOps
 from ansible_collections.imagestore.upload.plugins.module_utils._wait import Deadline
 
-from memstore import FakeClock, MemProtocol, MemStore
+try:        # ansible-test units loads the tests as part of the collection
+    from ansible_collections.imagestore.upload.tests.unit.memstore import FakeClock, MemProtocol, MemStore, data, write
+except ImportError:        # pytest from the checkout
+    from memstore import FakeClock, MemProtocol, MemStore, data, write
 
 UNITS = [dict(unit=RANGE), dict(unit=SLICE, grid=64 * 1024), dict(unit=FILE, scope="upload")]
 IDS = ["range", "slice", "file"]
@@ -23,12 +26,6 @@ IDS = ["range", "slice", "file"]
 
 def sha(data):
     return hashlib.sha256(data).hexdigest()
-
-
-def write(path, data):
-    with open(path, "wb") as fh:
-        fh.write(data)
-    return str(path)
 
 
 @pytest.fixture
@@ -55,11 +52,6 @@ class Harness:
 
     def upload(self, src, **kw):
         return Engine(self.protocol(src=src, **kw)).upload()
-
-
-def data(n, seed=0):
-    block = hashlib.sha512(str(seed).encode()).digest()
-    return (block * (n // len(block) + 1))[:n]
 
 
 @pytest.mark.parametrize("kw", UNITS, ids=IDS)

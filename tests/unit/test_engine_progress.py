@@ -11,8 +11,10 @@ from ansible_collections.imagestore.upload.plugins.module_utils._protocol import
 from ansible_collections.imagestore.upload.plugins.module_utils._source import READ_BLOCK
 from ansible_collections.imagestore.upload.plugins.module_utils._wait import Deadline
 
-from memstore import FakeClock, MemProtocol, MemStore, read_body
-from test_engine import data, write
+try:        # ansible-test units loads the tests as part of the collection
+    from ansible_collections.imagestore.upload.tests.unit.memstore import FakeClock, MemProtocol, MemStore, data, read_body, write
+except ImportError:        # pytest from the checkout
+    from memstore import FakeClock, MemProtocol, MemStore, data, read_body, write
 
 UNITS = [dict(unit=RANGE), dict(unit=SLICE, grid=64 * 1024), dict(unit=FILE, scope="upload")]
 IDS = ["range", "slice", "file"]
