@@ -72,6 +72,9 @@ class ServiceFabricAPI(Gateway, ImageStoreState, ProviderAPI):
         with self._lock:
             for session in self._sessions.values():
                 session.dropped = True
+            if self._journal is not None:
+                self._journal.close()
+                self._journal = None
             super().reset()
             self._load()
 
@@ -122,7 +125,7 @@ class ServiceFabricAPI(Gateway, ImageStoreState, ProviderAPI):
 
     def _get_sessions_by_path(self, request, path):
         with self._lock:
-            found = sorted((s for s in self._sessions.values() if s.path == path), key=lambda s: (s.touched, s.id))
+            found = sorted(self._sessions_of_path_locked(path), key=lambda s: (s.touched, s.id))
             if not found:
                 return Response.empty(204)
             return Response.json({"UploadSessions": [s.info() for s in found]})
@@ -336,9 +339,8 @@ class ServiceFabricAPI(Gateway, ImageStoreState, ProviderAPI):
                 os.unlink(full)
             else:
                 raise Fail(404, FILE_NOT_FOUND, "'%s' is not in the image store" % display(path))
-            self._versions = {p: v for p, v in self._versions.items() if p != path and not p.startswith(path + "/")}
+            self._forget_locked(path)
             self._put_digests = {p: d for p, d in self._put_digests.items() if p != path and not p.startswith(path + "/")}
-            self._save_index_locked()
         return Response.empty(200)
 
     # ----------------------------------------------------------------- control API and health
