@@ -86,6 +86,7 @@ def fanout_panel(ax, report):
     ns = [r["stores"] for r in rows]
     ax.plot(ns, [r["aggregate_mbps"] for r in rows], "o-", color=COLORS["module"], label="aggregate MB/s")
     ax.set_xticks(ns)
+    ax.set_ylim(bottom=0)
     ax.set_xlabel("stores (one play, forks = stores)")
     ax.set_ylabel("aggregate MB/s")
     ax2 = ax.twinx()
