@@ -90,7 +90,9 @@ def fanout_panel(ax, report):
     ax.set_xlabel("stores (one play, forks = stores)")
     ax.set_ylabel("aggregate MB/s")
     ax2 = ax.twinx()
-    ax2.plot(ns, [100 * r["cpu_busy"] for r in rows], "s--", color=COLORS["digest"], label="CPU busy %")
+    ax2.plot(ns, [100 * r["cpu_busy"] for r in rows], "s--", color=COLORS["digest"], label="CPU busy: this play %")
+    if all(r.get("machine_busy") is not None for r in rows):
+        ax2.plot(ns, [100 * r["machine_busy"] for r in rows], "^:", color=COLORS["put"], label="CPU busy: machine %")
     ax2.set_ylim(0, 110)
     ax2.set_ylabel("% of all cores busy")
     ax.set_title("One image to N stores")

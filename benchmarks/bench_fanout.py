@@ -6,7 +6,7 @@ import json
 import os
 import sys
 
-from bench_lib import GiB, Ansible, EmulatorCPU, warm_memory
+from bench_lib import GiB, Ansible, EmulatorCPU, MachineCPU, warm_memory
 from imagestore_emulator.process import EmulatorProcess
 
 
@@ -34,7 +34,7 @@ def bench_fanout(src, counts, workdir, log):
                      "tasks": [{"name": "upload", "imagestore.upload.image_upload": {
                          "provider": "servicefabric", "endpoint": "{{ endpoint }}", "src": src, "path": "fan/image"}}]}]
             cache = os.path.join(workdir, "cache-fan-%d.json" % n)
-            with EmulatorCPU(*emulators[:n]) as e:
+            with MachineCPU() as m, EmulatorCPU(*emulators[:n]) as e:
                 c, records = ansible.playbook(play, cache, inventory=inventory, ANSIBLE_FORKS=str(n))
             if len(records) != n or not all(r["result"].get("changed") for r in records):
                 raise RuntimeError("fan-out to %d stores: %d tasks reported" % (n, len(records)))
@@ -42,10 +42,13 @@ def bench_fanout(src, counts, workdir, log):
             busy = (c.cpu + e.cpu) / (c.wall * cores)
             row = {"stores": n, "wall_s": c.wall, "aggregate_mbps": n * size / 1e6 / c.wall,
                    "client_cpu_per_gib_store": c.cpu / store_gib, "emulator_cpu_per_gib_store": e.cpu / store_gib,
-                   "cpu_busy": busy, "slowest_module_s": max(r["result"]["elapsed"] for r in records)}
-            row["limit"] = ("CPU: %.0f%% of %d cores busy" % (100 * busy, cores) if busy >= 0.8 else
-                            "not CPU alone: %.0f%% of %d cores busy (waits: start-up, scheduling, the shared machine)"
-                            % (100 * busy, cores))
+                   "cpu_busy": busy, "machine_busy": m.busy, "slowest_module_s": max(r["result"]["elapsed"] for r in records)}
+            if m.busy is not None and m.busy >= 0.9:
+                row["limit"] = ("CPU: the %d cores were %.0f%% busy, %.0f%% of them this play (client and emulators), "
+                                "the rest other processes" % (cores, 100 * m.busy, 100 * busy))
+            else:
+                row["limit"] = ("not CPU alone: %.0f%% of the %d cores busy (this play: %.0f%%): waits (start-up, "
+                                "round trips)" % (100 * (m.busy or busy), cores, 100 * busy))
             rows.append(row)
             log("  %d store(s): %.2f s, %.0f MB/s aggregate; client %.2f, emulators %.2f CPU-s per GiB-store; %s"
                 % (n, c.wall, row["aggregate_mbps"], row["client_cpu_per_gib_store"], row["emulator_cpu_per_gib_store"],

@@ -97,6 +97,31 @@ class ChildCPU:
         return False
 
 
+class MachineCPU:
+    """How busy the machine's cores were inside the block, every process counted (from /proc/stat): ``busy`` in 0..1."""
+
+    @staticmethod
+    def _read():
+        try:
+            with open("/proc/stat") as fh:
+                fields = [int(x) for x in fh.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)          # idle + iowait
+        return sum(fields[:8]) - idle, sum(fields[:8])
+
+    def __enter__(self):
+        self._start = self._read()
+        return self
+
+    def __exit__(self, *exc):
+        end = self._read()
+        self.busy = None
+        if self._start and end and end[1] > self._start[1]:
+            self.busy = (end[0] - self._start[0]) / float(end[1] - self._start[1])
+        return False
+
+
 class EmulatorCPU:
     """CPU seconds the emulator processes spent inside the block (from /proc)."""
 

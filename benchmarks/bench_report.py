@@ -17,7 +17,11 @@ def _fanout(n, what):
     def get(r):
         for row in r.get("fanout", ()):
             if row["stores"] == n:
-                return "%.0f (%.0f%% CPU)" % (row["aggregate_mbps"], 100 * row["cpu_busy"]) if what == "mbps" else row[what]
+                if what != "mbps":
+                    return row[what]
+                if row.get("machine_busy") is None:
+                    return "%.0f (%.0f%%)" % (row["aggregate_mbps"], 100 * row["cpu_busy"])
+                return "%.0f (%.0f%% / %.0f%%)" % (row["aggregate_mbps"], 100 * row["cpu_busy"], 100 * row["machine_busy"])
         return None
     return get
 
@@ -57,6 +61,10 @@ def rows(report):
             ("package", "sfctl application upload s", lambda r: "%.1f" % pkg["sfctl_s"] if "sfctl_s" in pkg else "skipped", None),
             ("package", "image_upload first s (task / module)",
              lambda r: "%.1f / %.1f" % (pkg["package_task_s"], pkg["package_module_s"]), None),
+            ("package", "CPU s, client tree / emulator: sfctl",
+             lambda r: "%.1f / %.1f" % (pkg["sfctl_cpu_s"], pkg["sfctl_emulator_cpu_s"]) if "sfctl_cpu_s" in pkg else "-", None),
+            ("package", "CPU s, client tree / emulator: image_upload",
+             lambda r: "%.1f / %.1f" % (pkg["package_cpu_s"], pkg["package_emulator_cpu_s"]), None),
             ("package", "image_upload / sfctl", lambda r: "%.2f" % pkg["package_vs_sfctl"] if "package_vs_sfctl" in pkg else "-", None),
             ("package", "no-op re-run s (task / module)",
              lambda r: "%.2f / %.2f" % (pkg["package_noop_s"], pkg["package_noop_module_s"]), None),
@@ -65,7 +73,7 @@ def rows(report):
     fan = report.get("fanout") or {}
     for row in fan.get("fanout", ()):
         n = row["stores"]
-        out.append(("fanout", "fan-out to %d store%s: aggregate MB/s (CPU busy)" % (n, "" if n == 1 else "s"),
+        out.append(("fanout", "fan-out to %d store%s: MB/s (CPU busy: play / machine)" % (n, "" if n == 1 else "s"),
                     (lambda n: lambda r: _fanout(n, "mbps")(fan))(n), None))
     return out
 

@@ -2,6 +2,7 @@
 
     python benchmarks/emulator_cost.py sf-puts --files 10000       # whole-file PUTs of 4 KiB into one store
     python benchmarks/emulator_cost.py sf-chunks --mib 1024         # one upload session, 16 MiB chunks
+    python benchmarks/emulator_cost.py sf-put --mib 1024            # one whole-file PUT (what curl -T sends)
     python benchmarks/emulator_cost.py zs-slices --mib 1024 [--slice-md5]
 
 The client side is as cheap as Python allows (http.client on kept-alive connections, bodies by sendfile), so
@@ -143,6 +144,17 @@ def sf_chunks(emu, args, src):
     return [{"bytes": size, "wall_s": wall, "emulator_cpu_s_per_gib": cpu / gib}]
 
 
+def sf_put(emu, args, src):
+    size = os.path.getsize(src)
+    fd = os.open(src, os.O_RDONLY)
+    cpu0, t0 = proc_cpu(emu.proc.pid), time.monotonic()
+    Conn(emu.url).send_range("PUT", "/ImageStore/%s?api-version=6.0" % quote("bench/whole", safe=""),
+                             {"Content-Type": "application/octet-stream"}, fd, 0, size)
+    wall, cpu = time.monotonic() - t0, proc_cpu(emu.proc.pid) - cpu0
+    os.close(fd)
+    return [{"bytes": size, "wall_s": wall, "emulator_cpu_s_per_gib": cpu / (size / (1 << 30))}]
+
+
 def zs_login_and_job(emu, name):
     from imagestore_emulator.zstack_wire import BACKUP_STORAGE_UUID, sha512_hex
     creds = emu.credentials["zstack"]
@@ -223,7 +235,7 @@ def zs_slices(emu, args, src):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["sf-puts", "sf-chunks", "zs-slices"])
+    ap.add_argument("what", choices=["sf-puts", "sf-chunks", "sf-put", "zs-slices"])
     ap.add_argument("--files", type=int, default=10000)
     ap.add_argument("--size", type=int, default=4096)
     ap.add_argument("--mib", type=int, default=1024)
@@ -248,6 +260,8 @@ def main(argv=None):
                     rows = sf_puts(emu, args)
                 elif args.what == "sf-chunks":
                     rows = sf_chunks(emu, args, src)
+                elif args.what == "sf-put":
+                    rows = sf_put(emu, args, src)
                 else:
                     rows = zs_slices(emu, args, src)
                 for row in rows:

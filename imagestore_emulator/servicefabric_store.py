@@ -130,7 +130,7 @@ class ImageStoreState:
         self._replay_journal()
         self._stats = dict.fromkeys(STAT_NAMES, 0)
         self._paths = {}               # path -> PATH_COUNTERS (in memory)
-        self._put_digests = {}         # path -> SHA-256 of the body of the whole-file PUT that stored it
+        self._put_stored = {}          # path -> (inode, mtime, size) of the file a whole-file PUT stored there
         self._gateway_stats = {"timeouts": 0, "renegotiation_refusals": 0}
         self._sessions = {}
         self._by_path = {}             # path -> {session id: session}: the sessions of one path without a scan
@@ -226,7 +226,7 @@ class ImageStoreState:
         os.utime(target, ns=(now, now))
         self._versions[path] = self._next_version
         self._next_version += 1
-        self._put_digests.pop(path, None)
+        self._put_stored.pop(path, None)
         self._maybe_compact_locked()
 
     def _forget_locked(self, path):

@@ -56,7 +56,8 @@ def test_bench_runs_every_part_and_reports_every_figure(tmp_path, collections_pa
     else:
         assert "sfctl_s" not in pkg and "sfctl: skipped" in log
     assert [row["stores"] for row in report["fanout"]["fanout"]] == [1, 2]
-    assert all(row["aggregate_mbps"] > 0 and 0 < row["cpu_busy"] for row in report["fanout"]["fanout"])
+    for row in report["fanout"]["fanout"]:
+        assert row["aggregate_mbps"] > 0 and 0 < row["cpu_busy"] and 0 < row["machine_busy"] <= 1 and row["limit"]
     labels = [line.split("  ")[0] for line in table[3:]]
     assert "module CPU s/GiB (user+sys, getrusage)" in labels and "sfctl application upload s" in labels
     assert (tmp_path / "table.md").read_text().startswith("| figure | servicefabric |")
