@@ -162,15 +162,15 @@ def destination(provider, name):
     raise ValueError(provider)
 
 
-def module_invocation(args, workdir, cache):
-    """argv and environment running image_upload with ``args`` as AnsiballZ runs it, without Ansible."""
+def module_invocation(args, workdir, cache, module="image_upload"):
+    """argv and environment running ``module`` with ``args`` as AnsiballZ runs it, without Ansible."""
     argfile = os.path.join(workdir, "args-%d.json" % os.getpid())
     with open(argfile, "w") as fh:
         json.dump({"ANSIBLE_MODULE_ARGS": args}, fh)
     env = dict(os.environ, IMAGESTORE_DIGEST_CACHE=cache)
     if os.environ.get("BENCH_COLLECTIONS_PATH"):
         env["PYTHONPATH"] = os.pathsep.join(p for p in (os.environ["BENCH_COLLECTIONS_PATH"], env.get("PYTHONPATH")) if p)
-    return [sys.executable, "-m", "ansible_collections.imagestore.upload.plugins.modules.image_upload", argfile], env
+    return [sys.executable, "-m", "ansible_collections.imagestore.upload.plugins.modules." + module, argfile], env
 
 
 def run_module(args, workdir, cache, emulators=()):

@@ -4,8 +4,11 @@ the task through ansible-playbook, the no-op re-run, 20 ms latency at parallel 1
 import os
 import statistics
 
-from bench_lib import DIGESTS, GiB, MiB, Ansible, Target, curl_put, destination, digest_floor, make_file, peak_rss_mib, \
-    run_module, warm_memory
+import json
+import subprocess
+
+from bench_lib import DIGESTS, GiB, MiB, Ansible, Target, curl_put, destination, digest_floor, make_file, module_invocation, \
+    peak_rss_mib, run_module, warm_memory
 from pytest_imagestore.partial import PartialUploads
 
 LATENCY_PROVIDERS = ("servicefabric", "zstack")     # vSphere sends a file in one PUT: parallelism does not apply
@@ -149,6 +152,17 @@ def memory(provider, emulator, sizes, workdir, log):
     return res
 
 
+def received_by_store(target, session_id, workdir):
+    """The bytes the store reports received in session ``session_id`` (upload_session_info), or None."""
+    argv, env = module_invocation(target.module_args(session_id=session_id), workdir, "", module="upload_session_info")
+    try:
+        result = json.loads(subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env).stdout.decode())
+        found = [s for s in result.get("sessions", ()) if s.get("id") == session_id]
+        return int(found[0]["bytes_received"]) if found and found[0].get("bytes_received") is not None else None
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 def resume(provider, emulator, src, workdir):
     """A session half uploaded by the pytest plugin's partial-upload factory (the collection's own engine, stopped),
     then image_upload through Ansible: what was missing, what the run sent."""
@@ -162,10 +176,12 @@ def resume(provider, emulator, src, workdir):
         except RuntimeError as exc:
             return {"resume_error": str(exc)[:300]}
         chunk = "%dKiB" % (min(16 * MiB, max(MiB, size // 8)) // 1024)   # below the size: a session, not one PUT
+        received = received_by_store(target, partial.session_id, workdir)     # what the store says it holds
+        missing = size - (partial.bytes_sent if received is None else received)
         _, r, _ = Ansible(workdir).run(target.module_args(src=src, chunk_size=chunk, **dest),
                                        os.path.join(workdir, "cache-resume-%s.json" % provider))
-        return {"resume_missing": size - partial.bytes_sent, "resume_sent": r["bytes_sent"],
-                "resume_resent": r["bytes_sent"] - (size - partial.bytes_sent), "resumed": r["resumed"]}
+        return {"resume_missing": missing, "resume_sent": r["bytes_sent"], "resume_resent": r["bytes_sent"] - missing,
+                "resumed": r["resumed"], "resume_missing_from": "store" if received is not None else "partial upload"}
     finally:
         try:
             partials.cleanup()

@@ -34,7 +34,7 @@ class CallbackModule(CallbackBase):
     def v2_playbook_on_task_start(self, task, is_conditional):
         self._start[task._uuid] = time.monotonic()
 
-    def _record(self, result):
+    def _record(self, result, *args, **kwargs):     # v2_runner_on_failed also gets ignore_errors
         seconds = time.monotonic() - self._start.get(result._task._uuid, time.monotonic())
         with open(os.environ["BENCH_TIMING_OUT"], "a") as fh:
             fh.write(json.dumps({"task": result._task.get_name(), "seconds": seconds, "result": result._result}) + "\n")
