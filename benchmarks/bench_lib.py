@@ -231,7 +231,7 @@ class Ansible:
             with open(out) as fh:
                 records = [json.loads(line) for line in fh]
             os.unlink(out)
-        failed = [r for r in records if r["result"].get("failed")]
+        failed = [r for r in records if r.get("failed") or r["result"].get("failed")]
         if failed or not records:
             msg = failed[0]["result"].get("msg") if failed else "no task ran"
             raise RuntimeError("image_upload failed: %s\n%s" % (msg, proc.stdout.decode()[-3000:]))

@@ -172,7 +172,7 @@ def resume(provider, emulator, src, workdir):
     partials = PartialUploads({provider: target})
     try:
         try:
-            partial = partials(provider, src, 0.5, **{k: v for k, v in dest.items() if k != "file_name"})
+            partial = partials(provider, src, 0.5, **dest)
         except RuntimeError as exc:
             return {"resume_error": str(exc)[:300]}
         chunk = "%dKiB" % (min(16 * MiB, max(MiB, size // 8)) // 1024)   # below the size: a session, not one PUT
