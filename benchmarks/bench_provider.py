@@ -169,16 +169,16 @@ def resume(provider, emulator, src, workdir):
     target = Target(provider, emulator)
     dest = destination(provider, "resume")
     size = os.path.getsize(src)
+    chunk = min(16 * MiB, max(MiB, size // 8))      # several chunks (slices) before the stop, and a session, not one PUT
     partials = PartialUploads({provider: target})
     try:
         try:
-            partial = partials(provider, src, 0.5, **dest)
+            partial = partials(provider, src, 0.5, chunk, **dest)
         except RuntimeError as exc:
             return {"resume_error": str(exc)[:300]}
-        chunk = "%dKiB" % (min(16 * MiB, max(MiB, size // 8)) // 1024)   # below the size: a session, not one PUT
         received = received_by_store(target, partial.session_id, workdir)     # what the store says it holds
         missing = size - (partial.bytes_sent if received is None else received)
-        _, r, _ = Ansible(workdir).run(target.module_args(src=src, chunk_size=chunk, **dest),
+        _, r, _ = Ansible(workdir).run(target.module_args(src=src, chunk_size="%dKiB" % (chunk // 1024), **dest),
                                        os.path.join(workdir, "cache-resume-%s.json" % provider))
         return {"resume_missing": missing, "resume_sent": r["bytes_sent"], "resume_resent": r["bytes_sent"] - missing,
                 "resumed": r["resumed"], "resume_missing_from": "store" if received is not None else "partial upload"}
