@@ -2,6 +2,7 @@
 
     python benchmarks/sweep.py                       # Service Fabric and ZStack, 512 MiB, median of 3
     python benchmarks/sweep.py --providers zstack --size-mib 256 --latency-ms 20
+    python benchmarks/sweep.py --latency-ms 20 --json docs/performance-sweep-20ms.json   # charted by bench.py
     tox -e bench-sweep [-- options]
 
 Runs the module itself (as AnsiballZ runs it, without Ansible's start-up, which does not depend on these
@@ -22,7 +23,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
-import bench  # noqa: E402
+import bench_lib as bench  # noqa: E402
 from imagestore_emulator.process import EmulatorProcess  # noqa: E402
 
 MiB = 1024 * 1024
@@ -44,12 +45,14 @@ def main(argv=None):
     ap.add_argument("--parallel", default="1,2,4,8")
     ap.add_argument("--latency-ms", type=int, default=0)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--json", default=None, help="also write the figures here (bench.py charts docs/performance-sweep*.json)")
     args = ap.parse_args(argv)
     size = args.size_mib * MiB
-    workdir = tempfile.mkdtemp(prefix="imagestore-sweep-", dir=bench.scratch_dir({"upload": size, "rss_large": 0}))
+    workdir = tempfile.mkdtemp(prefix="imagestore-sweep-", dir=bench.scratch_dir(3 * size))
     extra = ["--latency-ms", str(args.latency_ms)] if args.latency_ms else []
     os.makedirs(os.path.join(workdir, "emu"))
     emulator = EmulatorProcess(os.path.join(workdir, "emu"), extra_args=extra).start()
+    report = {"size_mib": args.size_mib, "latency_ms": args.latency_ms, "runs": args.runs, "rows": []}
     try:
         src = os.path.join(workdir, "src.img")
         bench.make_file(src, size)
@@ -68,11 +71,16 @@ def main(argv=None):
                                                           **bench.destination(provider, name)), workdir)
                         times.append(r["elapsed"])
                         emulator.reset()
-                    row.append("%-8.0f" % (size / 1e6 / statistics.median(times)))
+                    mbps = size / 1e6 / statistics.median(times)
+                    report["rows"].append({"provider": provider, "chunk": chunk, "parallel": int(parallel), "mbps": mbps})
+                    row.append("%-8.0f" % mbps)
                 print("%-14s %-8s %s" % (provider, chunk, "".join(row)), flush=True)
     finally:
         emulator.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(report, fh, indent=1)
     return 0
 
 

@@ -3,7 +3,13 @@
 State under ``data_dir`` (it survives a restart):
 
 * ``content/<path>``           the image store itself, one file per store-relative path (``/`` separated)
-* ``content.json``             ``{"next_version": n, "files": {path: version}}`` (FileVersion.VersionNumber)
+* ``content.json``             ``{"next_version": n, "files": {path: version}}`` (FileVersion.VersionNumber): the
+                               version index as it was at the last compaction
+* ``content.journal``          what changed in the index since: one JSON line per stored file (``{"set": path,
+                               "v": version}``) or deleted path (``{"del": path}``, the folder below it too),
+                               appended before the change is made, replayed and compacted into ``content.json``
+                               at start and once it has as many lines as the index has files (so a PUT costs
+                               O(1), not a rewrite of the whole index; a SIGKILL loses nothing that was answered)
 * ``sessions/<dir>/``          one directory per session incarnation: ``session.json`` (id, path, size,
                                received ranges, times, committed) and ``data``, the file every chunk is
                                written into at its offset, so a commit is a rename
@@ -13,6 +19,7 @@ Every replacement of a stored file (commit or whole-file PUT) takes the next ``V
 store and a ``ModifiedDate`` later than the one it replaces.
 """
 
+import json
 import os
 import shutil
 import threading
@@ -22,6 +29,7 @@ import uuid
 from imagestore_emulator.servicefabric_wire import INVALID_ARG, Fail, display, iso
 from imagestore_emulator.storage import read_json, write_json_atomic
 
+JOURNAL_MIN_COMPACT = 1024      # lines before the journal is folded into content.json (or the index's size, if larger)
 STAT_NAMES = ("chunk_requests", "chunk_bytes", "rejected_chunks", "whole_file_puts", "whole_file_bytes", "commits")
 PATH_COUNTERS = ("chunk_bodies", "chunk_bytes", "file_bodies", "file_bytes", "repeat_chunk_bodies", "repeat_chunk_bytes",
                  "repeat_file_bodies", "repeat_file_bytes")
@@ -107,6 +115,8 @@ class ImageStoreState:
         self._sessions_dir = os.path.join(data_dir, "sessions")
         self._tmp_dir = os.path.join(data_dir, "tmp")
         self._index_path = os.path.join(data_dir, "content.json")
+        self._journal_path = os.path.join(data_dir, "content.journal")
+        self._journal = None
         self._load()
 
     def _load(self):
@@ -117,11 +127,13 @@ class ImageStoreState:
         index = read_json(self._index_path, {}) or {}
         self._versions = dict(index.get("files", {}))
         self._next_version = int(index.get("next_version", 1))
+        self._replay_journal()
         self._stats = dict.fromkeys(STAT_NAMES, 0)
         self._paths = {}               # path -> PATH_COUNTERS (in memory)
-        self._put_digests = {}         # path -> SHA-256 of the body of the whole-file PUT that stored it
+        self._put_stored = {}          # path -> (inode, mtime, size) of the file a whole-file PUT stored there
         self._gateway_stats = {"timeouts": 0, "renegotiation_refusals": 0}
         self._sessions = {}
+        self._by_path = {}             # path -> {session id: session}: the sessions of one path without a scan
         for entry in os.scandir(self._sessions_dir):
             doc = read_json(os.path.join(entry.path, "session.json"))
             if not doc:
@@ -136,6 +148,9 @@ class ImageStoreState:
                     other, session = session, other
                 self._drop_locked(other)
             self._sessions[session.id] = session
+        for session in self._sessions.values():
+            self._by_path.setdefault(session.path, {})[session.id] = session
+        self._touched_bound = min((s.touched for s in self._sessions.values()), default=float("inf"))
 
     def _persist(self, session):
         """Write the session's record; a later snapshot never loses to an earlier one."""
@@ -154,7 +169,20 @@ class ImageStoreState:
         session.dropped = True
         if self._sessions.get(session.id) is session:
             del self._sessions[session.id]
+            same_path = self._by_path.get(session.path, {})
+            if same_path.get(session.id) is session:
+                del same_path[session.id]
+                if not same_path:
+                    del self._by_path[session.path]
         shutil.rmtree(session.dir, ignore_errors=True)
+
+    def _sessions_of_path_locked(self, path):
+        return list(self._by_path.get(path, {}).values())
+
+    def _add_session_locked(self, session):
+        self._sessions[session.id] = session
+        self._by_path.setdefault(session.path, {})[session.id] = session
+        self._touched_bound = min(self._touched_bound, session.touched)
 
     def _expiry(self):
         return float(self.config.get("sf_session_expiry_seconds", 1800))
@@ -162,9 +190,12 @@ class ImageStoreState:
     def _sweep_locked(self):
         """Drop expired sessions (never one with a chunk streaming into it or a commit running)."""
         limit = time.time() - self._expiry()
+        if self._touched_bound >= limit:        # no session was touched before the limit (touched only grows)
+            return
         for session in list(self._sessions.values()):
             if session.touched < limit and not session.in_flight and session.commit_done is None:
                 self._drop_locked(session)
+        self._touched_bound = min((s.touched for s in self._sessions.values()), default=float("inf"))
 
     def _content_file(self, path):
         return os.path.join(self._content_dir, *path.split("/")) if path else self._content_dir
@@ -185,8 +216,7 @@ class ImageStoreState:
         self._check_placement_locked(path)
         target = self._content_file(path)
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        versions = dict(self._versions, **{path: self._next_version})
-        write_json_atomic(self._index_path, {"next_version": self._next_version + 1, "files": versions})
+        self._journal_locked({"set": path, "v": self._next_version})
         try:
             before = os.stat(target).st_mtime_ns
         except OSError:
@@ -194,11 +224,77 @@ class ImageStoreState:
         os.replace(source, target)
         now = max(time.time_ns(), before + 1000000)      # at least 1 ms later: ModifiedDate always changes
         os.utime(target, ns=(now, now))
-        self._versions = versions
+        self._versions[path] = self._next_version
         self._next_version += 1
-        self._put_digests.pop(path, None)
+        self._put_stored.pop(path, None)
+        self._maybe_compact_locked()
 
-    def _save_index_locked(self):
+    def _forget_locked(self, path):
+        """A deleted file or folder leaves the version index (journaled first, as a store is)."""
+        self._journal_locked({"del": path})
+        self._versions = {p: v for p, v in self._versions.items() if p != path and not p.startswith(path + "/")}
+        self._maybe_compact_locked()
+
+    # ----------------------------------------------------------------- the version index on disk
+
+    def _replay_journal(self):
+        """Apply the journal's lines to the index read from content.json, then fold them into it. A line cut short
+        by a crash, or any line that is not a complete record, is skipped: it was never answered."""
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+        lines = 0
+        try:
+            with open(self._journal_path, "rb") as fh:
+                for line in fh:
+                    lines += 1
+                    try:
+                        record = json.loads(line)
+                    except ValueError:
+                        continue
+                    if not isinstance(record, dict):
+                        continue
+                    if isinstance(record.get("set"), str) and isinstance(record.get("v"), int):
+                        self._versions[record["set"]] = record["v"]
+                        self._next_version = max(self._next_version, record["v"] + 1)
+                    elif isinstance(record.get("del"), str):
+                        gone = record["del"]
+                        self._versions = {p: v for p, v in self._versions.items() if p != gone and not p.startswith(gone + "/")}
+        except FileNotFoundError:
+            pass
+        if lines:                   # folded in, and a torn last line never has a record appended to it
+            self._compact_locked()
+            open(self._journal_path, "wb").close()
+        self._journal = open(self._journal_path, "ab", buffering=0)
+        self._journal_lines = 0
+        self._journal_size = self._journal.tell()
+
+    def _journal_locked(self, record):
+        """Append one record; on an error (a full disk) the journal is cut back, so it never holds half a line."""
+        data = (json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8")
+        try:
+            written = 0
+            while written < len(data):
+                written += self._journal.write(data[written:])
+        except BaseException:
+            try:
+                self._journal.truncate(self._journal_size)
+            except OSError:
+                pass
+            raise
+        self._journal_size += len(data)
+        self._journal_lines += 1
+
+    def _maybe_compact_locked(self):
+        if self._journal_lines >= max(JOURNAL_MIN_COMPACT, len(self._versions)):
+            try:
+                self._compact_locked()
+            except OSError:
+                return              # a full disk: the journal keeps the records, the next change tries again
+            self._journal.truncate(0)
+            self._journal_lines = self._journal_size = 0
+
+    def _compact_locked(self):
         write_json_atomic(self._index_path, {"next_version": self._next_version, "files": self._versions})
 
     def _count_locked(self, path, kind, nbytes):
@@ -228,7 +324,7 @@ class ImageStoreState:
         except BaseException:
             shutil.rmtree(directory, ignore_errors=True)
             raise
-        self._sessions[sid] = session
+        self._add_session_locked(session)
         return session
 
     def _session_list(self):

@@ -199,7 +199,7 @@ class SliceReceiver:
         try:
             with fh:
                 fh.seek(offset)
-                sink = SliceSink(fh, size)
+                sink = SliceSink(fh, size, digest=digest is not None)
                 try:
                     MultipartReader(request.body, boundary).copy_file_part(sink)
                 except MultipartError as exc:
@@ -256,14 +256,15 @@ class SliceReceiver:
                     if digest.offset >= end:
                         digest.lock.release()       # under the lock: a slice recorded after this check starts a new thread
                         return digest if current else None
-                with open(self._data_path(job["image_uuid"]), "rb") as fh:
+                buf = memoryview(bytearray(COPY_BLOCK))
+                with open(self._data_path(job["image_uuid"]), "rb", buffering=0) as fh:
                     fh.seek(digest.offset)
                     while digest.offset < end:
-                        block = fh.read(min(COPY_BLOCK, end - digest.offset))
-                        if not block:
+                        n = fh.readinto(buf[:min(COPY_BLOCK, end - digest.offset)])
+                        if not n:
                             raise OSError("%s ends before byte %d" % (fh.name, end))
-                        digest.md5.update(block)
-                        digest.offset += len(block)
+                        digest.md5.update(buf[:n])
+                        digest.offset += n
         except BaseException:
             digest.lock.release()
             raise

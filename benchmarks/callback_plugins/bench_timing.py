@@ -34,9 +34,14 @@ class CallbackModule(CallbackBase):
     def v2_playbook_on_task_start(self, task, is_conditional):
         self._start[task._uuid] = time.monotonic()
 
-    def _record(self, result):
+    def _record(self, result, failed=False):
         seconds = time.monotonic() - self._start.get(result._task._uuid, time.monotonic())
         with open(os.environ["BENCH_TIMING_OUT"], "a") as fh:
-            fh.write(json.dumps({"task": result._task.get_name(), "seconds": seconds, "result": result._result}) + "\n")
+            fh.write(json.dumps({"task": result._task.get_name(), "seconds": seconds, "failed": failed,
+                                 "result": result._result}) + "\n")
 
-    v2_runner_on_ok = v2_runner_on_failed = _record
+    def v2_runner_on_ok(self, result):
+        self._record(result)
+
+    def v2_runner_on_failed(self, result, ignore_errors=False):
+        self._record(result, failed=True)
