@@ -29,7 +29,7 @@ from ansible_collections.imagestore.upload.plugins.module_utils._protocol import
 )
 from ansible_collections.imagestore.upload.plugins.module_utils._ranges import plan, total
 from ansible_collections.imagestore.upload.plugins.module_utils._digest_cache import DigestCache
-from ansible_collections.imagestore.upload.plugins.module_utils._source import Source, check_local, parse_checksum
+from ansible_collections.imagestore.upload.plugins.module_utils._source import SMALL, Source, check_local, parse_checksum
 from ansible_collections.imagestore.upload.plugins.module_utils._transfer import Transfer, Unit
 from ansible_collections.imagestore.upload.plugins.module_utils._wait import CLEANUP_GRACE, once
 
@@ -176,12 +176,13 @@ class Engine:
         }
         result.update(p.result(dest, None))
         before = p.diff_state(dest, stored, files, after=False)
-        after = p.diff_state(dest, stored, files, after=True, todo=todo) if todo else before
+        after = p.diff_state(dest, stored, files, after=True, todo=frozenset(todo)) if todo else before
         result["diff"] = {"before": before, "after": after}
         notes = [v.note for v in verdicts.values() if v.note]
         if notes:
             result["notes"] = notes
         if len(files) > 1:
+            todo = set(todo)
             result["files"] = [{"name": f.name, "size": f.size, "changed": f in todo, "bytes_sent": 0, "resumed": False,
                                 "session_id": None, "compared": verdicts[f.name].compared,
                                 "sha256": f.digests.get("sha256")} for f in files]
@@ -246,8 +247,11 @@ class Engine:
 
         def one(f):
             self.deadline.check("uploading %s" % f.path)
-            f.source.verify_declared()          # a small file is read first: what is declared is checked before it goes
-            f.digests.update(f.source.identity_digests(("sha256",)))
+            if f.size <= SMALL and f.source.kind == "regular":
+                f.digests.update(f.source.load(tuple(sorted(set(("sha256",) + tuple(f.source.declared))))))
+            else:
+                f.digests.update(f.source.identity_digests(("sha256",)))
+            f.source.verify_declared()          # a file sent whole is read first: what is declared is checked before it goes
             sent = self.p.put_whole(dest, f)
             f.source.check_unchanged()
             self.reporter.advance(f.size)
@@ -439,13 +443,14 @@ class Engine:
             result["session_restarts"] = self.restarts
         if len(files) == 1:
             result["sha256"] = files[0].digests.get("sha256") or result.get("sha256")
+        by_name = dict((f.name, f) for f in files)
         for entry in result.get("files") or []:
             outcome = outcomes.get(entry["name"])
             if outcome is not None:
                 entry.update(outcome)
                 if entry.pop("unchanged", False):
                     entry["changed"] = False
-                entry["sha256"] = dict((f.name, f) for f in files)[entry["name"]].digests.get("sha256")
+                entry["sha256"] = by_name[entry["name"]].digests.get("sha256")
         result.update(p.result(dest, ids[0] if len(ids) == 1 else None))
         what = todo[0].name if len(todo) == 1 else "%d files" % len(todo)
         if all(o.get("unchanged") for o in outcomes.values()):

@@ -233,6 +233,7 @@ class HttpClient:
         self.session = requests.Session()
         self.session.trust_env = False      # no CA bundle, .netrc or proxy from the environment behind the options' back
         self.use_proxy = use_proxy
+        self._proxy_cache = {}
         adapter = make_adapter(warm_up, pool_connections=2, pool_maxsize=max(2, pool_size), max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
@@ -246,6 +247,13 @@ class HttpClient:
         self.attempts = 0
         self.retried = 0
         self.answered = 0          # answers received in this run (a refused connection after one is a restart, not a typo)
+
+    def _proxies(self, url):
+        """The environment's proxies for the URL's origin (looked up once per origin: the environment does not change)."""
+        key = origin(url)
+        if key not in self._proxy_cache:
+            self._proxy_cache[key] = requests.utils.get_environ_proxies(url)
+        return self._proxy_cache[key]
 
     def url(self, path):
         if path.startswith("http://") or path.startswith("https://"):
@@ -280,7 +288,7 @@ class HttpClient:
         kwargs["allow_redirects"] = False
         kwargs.setdefault("verify", self.verify)
         if self.use_proxy and "proxies" not in kwargs:
-            kwargs["proxies"] = requests.utils.get_environ_proxies(url)
+            kwargs["proxies"] = self._proxies(url)
         fixed_timeout = timeout
         while True:
             self.deadline.check(what)
