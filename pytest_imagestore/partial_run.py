@@ -5,8 +5,9 @@ Run as ``python -m pytest_imagestore.partial_run ACTION '<json>'``; prints one l
 so the test process never imports the collection (Ansible's collection loader, installed by pytest-ansible, must be the
 first to import it there), and so what it leaves is exactly what an interrupted ``image_upload`` leaves.
 
-``make``: the engine uploads ``src`` to the destination and is stopped, through its progress reporter, once
-``fraction`` of the bytes are accepted (``fraction=1``: every byte is in, stopped before the commit). The session
+``make``: the engine uploads ``src`` to the destination and is stopped once ``fraction`` of the bytes are accepted
+by the store (``fraction=1``: every byte is in, stopped before the commit): the protocol's own ``send`` and
+``commit`` hooks, wrapped, say when. The session
 stays as an interrupted run leaves it. ``remove``: ``upload_session_absent`` by session id (ZStack: with purge).
 """
 
@@ -19,26 +20,26 @@ class PartialStop(Exception):
     """Raised by the reporter to stop the engine where a test wants the upload left."""
 
 
-class StopReporter:
-    def __init__(self, stop_after, before_commit):
-        self.stop_after = stop_after
-        self.before_commit = before_commit
-        self.sent = 0
+def stop_at(protocol, stop_after, before_commit):
+    """Make the protocol stop the engine once ``stop_after`` bytes were accepted by the store (its ``send`` hook), or
+    (``before_commit``) when every byte is in and the commit would come: where an interrupted run stops."""
+    sent = [0]
+    send, commit = protocol.send, protocol.commit
 
-    def phase(self, text):
-        if self.before_commit and text.startswith("committing"):
+    def counting_send(session, f, start, end):
+        accepted = send(session, f, start, end)
+        sent[0] += accepted
+        if not before_commit and sent[0] >= stop_after:
             raise PartialStop()
+        return accepted
 
-    def start(self, total_bytes, done_bytes=0):
-        pass
-
-    def advance(self, n):
-        self.sent += n
-        if not self.before_commit and self.sent >= self.stop_after:
+    def stopping_commit(session, dest, files):
+        if before_commit:
             raise PartialStop()
+        return commit(session, dest, files)
 
-    def finish(self, result):
-        pass
+    protocol.send, protocol.commit = counting_send, stopping_commit
+    return sent
 
 
 def _params(spec, values):
@@ -65,10 +66,10 @@ def make(request):
     validate(params, PROVIDERS, owners, "upload")
     params["chunk_size"] = int(chunk)
     protocol = connect(params, PROVIDERS[provider], warn=lambda message: None, operation="upload")
-    reporter = StopReporter(target, fraction >= 1)
+    sent = stop_at(protocol, target, fraction >= 1)
     try:
         try:
-            Engine(protocol, reporter=reporter).upload()
+            Engine(protocol).upload()
             raise RuntimeError("the upload finished before it could be stopped at %d of %d bytes" % (target, size))
         except PartialStop:
             pass
@@ -82,7 +83,7 @@ def make(request):
     if not sessions:
         raise RuntimeError("no open session was left at %s" % selectors)
     session = sessions[0]
-    return dict(provider=provider, session_id=session["id"], size=size, bytes_sent=reporter.sent, state=session["state"],
+    return dict(provider=provider, session_id=session["id"], size=size, bytes_sent=sent[0], state=session["state"],
                 destination=session.get("destination") or {}, session=session, **request["destination"])
 
 
