@@ -5,6 +5,7 @@ import hashlib
 import os
 import time
 import uuid
+from xml.etree import ElementTree
 from urllib.parse import quote
 
 from imagestore_emulator.vsphere_wire import CHECKSUM_ALGORITHMS, _HEX, VapiError, _as_dict, _check_file_name, _check_text, _message, _storage_key
@@ -201,12 +202,27 @@ class UpdateSessionOps:
         self._save("sessions", session)
         return call.void()
 
-    @staticmethod
-    def _validation(session):
+    def _validation(self, session):
         missing = [n for n, f in session["files"].items() if f["status"] in ("WAITING_FOR_TRANSFER", "TRANSFERRING")]
+        missing += [n for n in self._ovf_references(session) if n not in session["files"] and n not in missing]
         invalid = [{"name": n, "error_message": f["error_message"] or _message("invalid_file", "file %s is invalid" % n)}
                    for n, f in session["files"].items() if f["status"] == "ERROR"]
         return {"has_errors": bool(missing or invalid), "missing_files": missing, "invalid_files": invalid}
+
+    def _ovf_references(self, session):
+        """The files a received OVF descriptor in the session references (vCenter's validate reports those not added)."""
+        names = []
+        for n, f in session["files"].items():
+            if not n.lower().endswith(".ovf") or f["status"] != "READY" or not f["data"]:
+                continue
+            try:
+                root = ElementTree.parse(self._dir("sessions", session["id"], f["data"])).getroot()
+            except (OSError, ElementTree.ParseError):
+                continue
+            for element in root.iter():
+                if element.tag.rsplit("}", 1)[-1] == "File":
+                    names += [v for k, v in element.attrib.items() if k.rsplit("}", 1)[-1] == "href" and v not in names]
+        return names
 
     def _op_file_validate(self, call, session_id):
         return call.value(self._validation(self._active(self._session(session_id), "validate")))

@@ -48,14 +48,17 @@ class PartialUploads:
         self.targets = targets
         self._made = []
 
-    def __call__(self, provider, src, fraction=0.5, chunk_size=None, **destination):
+    def __call__(self, provider, src, fraction=0.5, chunk_size=None, units=None, **destination):
+        """``fraction`` of ``src``'s bytes (of its chunks when ``chunk_size`` is given; 0: the session opened, nothing
+        sent; 1: every byte in, not committed), or ``units``: that many units of transfer accepted (chunks, slices,
+        or whole files where the protocol sends files whole: an OVF's descriptor, then its disks)."""
         target = self.targets[provider]
         if provider == "vsphere":
             destination.setdefault("library", target.options.get("library") or "images")
         if provider == "zstack":
             destination.setdefault("backup_storage", target.options.get("backup_storage") or "bs")
         request = {"provider": provider, "options": target_options(target), "src": os.path.abspath(src), "fraction": fraction,
-                   "chunk_size": chunk_size, "destination": destination}
+                   "chunk_size": chunk_size, "units": units, "destination": destination}
         partial = Partial(child("make", request))
         self._made.append((provider, target, partial["session_id"]))
         return partial

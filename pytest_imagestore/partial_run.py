@@ -20,16 +20,20 @@ class PartialStop(Exception):
     """Raised by the reporter to stop the engine where a test wants the upload left."""
 
 
-def stop_at(protocol, stop_after, before_commit):
-    """Make the protocol stop the engine once ``stop_after`` bytes were accepted by the store (its ``send`` hook), or
-    (``before_commit``) when every byte is in and the commit would come: where an interrupted run stops."""
-    sent = [0]
+def stop_at(protocol, stop_after, before_commit, units=None):
+    """Make the protocol stop the engine once ``stop_after`` bytes (or ``units`` units of transfer) were accepted by the
+    store (its ``send`` hook), or (``before_commit``) when every byte is in and the commit would come: where an
+    interrupted run stops."""
+    sent = [0, 0]           # bytes accepted, units (chunks, slices, files) that carried them
     send, commit = protocol.send, protocol.commit
 
     def counting_send(session, f, start, end):
+        if units == 0 or stop_after == 0:
+            raise PartialStop()             # the session opened, nothing sent
         accepted = send(session, f, start, end)
         sent[0] += accepted
-        if not before_commit and sent[0] >= stop_after:
+        sent[1] += 1 if accepted else 0
+        if not before_commit and (sent[1] >= units if units is not None else sent[0] >= stop_after):
             raise PartialStop()
         return accepted
 
@@ -58,19 +62,24 @@ def make(request):
 
     provider, fraction = request["provider"], float(request.get("fraction", 0.5))
     size = Source(request["src"]).size
-    target = max(1, int(size * fraction))
-    chunk = request.get("chunk_size") or (target if fraction < 1 else 1024 * 1024)
+    target = int(size * fraction) if fraction > 0 else 0
+    chunk = request.get("chunk_size") or (target if 0 < fraction < 1 else 1024 * 1024)
+    # with a chunk size given, the fraction is of the units of transfer (whole chunks or slices from the start)
+    units = int(-(-size // chunk) * fraction) if request.get("chunk_size") and fraction < 1 else None
+    if request.get("units") is not None:
+        units = int(request["units"])
     spec, owners = upload_spec(PROVIDERS)
     params = _params(spec, dict(request["options"], provider=provider, src=request["src"], parallel=1, digest_cache=False,
                                 **request["destination"]))
     validate(params, PROVIDERS, owners, "upload")
     params["chunk_size"] = int(chunk)
     protocol = connect(params, PROVIDERS[provider], warn=lambda message: None, operation="upload")
-    sent = stop_at(protocol, target, fraction >= 1)
+    sent = stop_at(protocol, target, fraction >= 1 and units is None, units)
     try:
         try:
-            Engine(protocol).upload()
-            raise RuntimeError("the upload finished before it could be stopped at %d of %d bytes" % (target, size))
+            result = Engine(protocol).upload()
+            raise RuntimeError("the upload finished before it could be stopped at %d of %d bytes: %s"
+                               % (target, size, result.get("msg")))
         except PartialStop:
             pass
         selectors = dict((o, params.get(o)) for o in PROVIDERS[provider].selector_group)
@@ -83,8 +92,13 @@ def make(request):
     if not sessions:
         raise RuntimeError("no open session was left at %s" % selectors)
     session = sessions[0]
-    return dict(provider=provider, session_id=session["id"], size=size, bytes_sent=sent[0], state=session["state"],
-                destination=session.get("destination") or {}, session=session, **request["destination"])
+    partial = dict((k, v) for k, v in session.items() if k not in ("id", "raw", "provider"))   # the provider's own keys too
+    partial.update(session.get("destination") or {})                # where it lands (item_id, file names...)
+    partial.update(request["destination"])
+    partial.update(selectors)
+    partial.update(provider=provider, session_id=session["id"], size=size, bytes_sent=sent[0], units_sent=sent[1],
+                   state=session["state"], destination=session.get("destination") or {}, session=session)
+    return partial
 
 
 def remove(request):

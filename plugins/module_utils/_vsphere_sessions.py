@@ -160,7 +160,9 @@ def validation_error(session_id, validation, retryable=False):
         parts.append("missing files: %s" % ", ".join(validation["missing_files"]))
     if invalid:
         parts.append("invalid files: %s" % "; ".join(invalid))
-    return ImageStoreError("update session %s cannot be completed: %s" % (session_id, "; ".join(parts) or "the server reports errors"),
+    advice = "; run image_upload again to send them" if validation["missing_files"] or invalid else ""
+    return ImageStoreError("update session %s cannot be completed: %s%s" % (session_id, "; ".join(parts) or "the server reports errors",
+                                                                           advice),
                            retryable=retryable,
                            details={"missing_files": validation["missing_files"],
                                     "invalid_files": [{"name": f.get("name"), "error": message_text(f.get("error_message"))}

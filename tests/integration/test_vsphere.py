@@ -19,7 +19,7 @@ import requests
 from ansible_collections.imagestore.upload.plugins.module_utils._digest_cache import DigestCache
 from ansible_collections.imagestore.upload.plugins.module_utils._source import Source
 from pytest_imagestore.partial import PartialUploads
-from vsphere_helpers import client_for
+from vsphere_helpers import client_for, make as broken_upload
 from pytest_imagestore.plugin import Target
 from tests.conftest import assert_no_traceback, make_file, sha256_file
 
@@ -202,7 +202,7 @@ def test_info_commit_and_absent_are_idempotent(ansible, peer, image, partial):
     by_item, by_id, checked, committed, again, absent, absent_again = run.results
     assert by_item["changed"] is False, run.output
     (s,) = by_item["sessions"]
-    assert s["id"] == sid and s["provider"] == "vsphere" and s["library_item_id"] == made.item_id
+    assert s["id"] == sid and s["provider"] == "vsphere" and s["library_item_id"] == made.library_item_id
     assert [f["name"] for f in s["files"]] == ["commit.img"] and s["raw"]["state"] == "ACTIVE" and s["raw_state"] == "ACTIVE"
     if peer.kind == "emulator":                     # every file READY: complete (vcsim never says a file is READY)
         assert s["state"] == "complete" and s["size"] == 2 * MiB + 5 and s["bytes_received"] == 2 * MiB + 5
@@ -216,10 +216,10 @@ def test_info_commit_and_absent_are_idempotent(ansible, peer, image, partial):
     assert again["changed"] is False and again["msg"] == "upload session %s was already committed" % sid
     assert absent["changed"] is True and absent["deleted"] == [sid] and absent["canceled"] == []      # DONE: not canceled
     assert absent_again["changed"] is False and absent_again["msg"] == "no upload session to remove for session_id %s" % sid
-    assert peer.sessions(made.item_id) == []
-    assert peer.files(made.item_id) == {"commit.img": 2 * MiB + 5}
+    assert peer.sessions(made.library_item_id) == []
+    assert peer.files(made.library_item_id) == {"commit.img": 2 * MiB + 5}
     if peer.emulator:
-        assert peer.emulator.stored_sha256("vsphere", made.item_id, "commit.img") == digest
+        assert peer.emulator.stored_sha256("vsphere", made.library_item_id, "commit.img") == digest
 
 
 def test_absent_cancels_an_active_session_then_deletes_it(ansible, peer, vsphere_update_session):
@@ -260,10 +260,13 @@ def test_both_api_styles(ansible, emu_peer, image):
     assert again["changed"] is False and again["api_style"] == "rest" and again["item_id"] == by_api["item_id"]
 
 
-def test_resume_after_an_interrupted_transfer(ansible, emu_peer, image, imagestore_partial_upload):
+def test_resume_after_an_interrupted_transfer(ansible, emu_peer, image, request):
+    """A PUT that broke half-way (the connection closed mid-body): the file is in ERROR, and the protocol has no ranged
+    PUT, so the next run sends the whole file again in the same session."""
     src, digest = image(6 * MiB + 7, seed=35, name="resume.iso")
     item = unique("resume")
-    partial = imagestore_partial_upload("vsphere", src, fraction=0.5, library=emu_peer.library, item=item)
+    partial, cleanup = broken_upload(emu_peer.target, src, 0.5, 65536, library=emu_peer.library, item=item)
+    request.addfinalizer(cleanup)
     assert partial.status == "ERROR" and partial.bytes_sent == (6 * MiB + 7) // 2
     before = emu_peer.data_bytes()
     run = ansible.run([("imagestore.upload.upload_session_commit", emu_peer.args(item=item)),
@@ -295,28 +298,28 @@ def test_resumed_ovf_sends_only_the_files_not_yet_ready(ansible, emu_peer, tmp_p
         '</References></Envelope>\n')
     ovf = str(folder / "appliance.ovf")
     item = unique("ovf")
-    for path, fraction in ((ovf, 1.0), (str(folder / "disk1.vmdk"), 1.0), (str(folder / "disk2.vmdk"), 0.0)):
-        partial = imagestore_partial_upload("vsphere", path, fraction=fraction, library=emu_peer.library, item=item)
+    # the descriptor and disk1 accepted (one whole-file PUT each), disk2 not yet added to the session
+    partial = imagestore_partial_upload("vsphere", ovf, units=2, library=emu_peer.library, item=item)
+    assert partial.units_sent == 2 and partial.bytes_sent == (folder / "appliance.ovf").stat().st_size + 3 * MiB
     before = emu_peer.data_bytes()
     run = ansible.run([("imagestore.upload.upload_session_commit", emu_peer.target.module_args(session_id=partial.session_id)),
                        ("imagestore.upload.image_upload", emu_peer.args(src=ovf, item=item)),
                        ("imagestore.upload.image_upload", emu_peer.args(src=ovf, item=item))])
     refused, result, again = run.results
-    ovf_size = (folder / "appliance.ovf").stat().st_size
-    first, last = ovf_size + 3 * MiB, ovf_size + 5 * MiB + 8           # disk2.vmdk, laid after the descriptor and disk1
-    assert refused["failed"] is True and refused["missing_ranges"] == [{"start": first, "end": last}], run.output
-    assert refused["msg"] == ("upload session %s cannot be committed: %d bytes are missing (ranges %d-%d); run image_upload "
-                              "again to send them" % (partial.session_id, 2 * MiB + 9, first, last))
+    assert refused["failed"] is True, run.output
+    assert refused["missing_files"] == ["disk2.vmdk"]          # referenced by the descriptor, never added
+    assert refused["msg"] == ("update session %s cannot be completed: missing files: disk2.vmdk; run image_upload again "
+                              "to send them" % partial.session_id)
     assert result["changed"] is True and result["resumed"] is True and result["session_id"] == partial.session_id, run.output
     assert result["bytes_sent"] == 2 * MiB + 9 and emu_peer.data_bytes() - before == 2 * MiB + 9
     assert [(f["name"], f["bytes_sent"]) for f in result["files"]] == [("appliance.ovf", 0), ("disk1.vmdk", 0),
                                                                        ("disk2.vmdk", 2 * MiB + 9)]
-    assert emu_peer.api.item_get(partial.item_id)["type"] == "ovf"
+    assert emu_peer.api.item_get(partial.library_item_id)["type"] == "ovf"
     for name, digest in digests.items():
-        assert emu_peer.emulator.stored_sha256("vsphere", partial.item_id, name) == digest
-    assert emu_peer.emulator.stored_bytes("vsphere", partial.item_id, "appliance.ovf") == (folder / "appliance.ovf").read_bytes()
+        assert emu_peer.emulator.stored_sha256("vsphere", partial.library_item_id, name) == digest
+    assert emu_peer.emulator.stored_bytes("vsphere", partial.library_item_id, "appliance.ovf") == (folder / "appliance.ovf").read_bytes()
     assert again["changed"] is False and again["bytes_sent"] == 0
-    assert emu_peer.sessions(partial.item_id) == []
+    assert emu_peer.sessions(partial.library_item_id) == []
 
 
 def test_checksum_mismatch_fails_clearly_and_cleans_up(ansible, emu_peer, image):
@@ -332,6 +335,7 @@ def test_checksum_mismatch_fails_clearly_and_cleans_up(ansible, emu_peer, image)
         fh.seek(MiB)
         fh.write(b"\xff" * 4096)
     cache.put(src, Source(src).identity, stale)                             # the entry now matches the rewritten file
+    cache.flush()
     new_digest = sha256_file(src)
     run = ansible.run([("imagestore.upload.image_upload", emu_peer.args(src=src, item=item)),
                        ("imagestore.upload.upload_session_info", emu_peer.args(item=item)),

@@ -89,7 +89,7 @@ def test_a_job_started_by_another_client_is_resumed_sending_only_the_rest(ansibl
     size = 40 * MiB + 123
     src, digest = image(size, seed=41, name="resume.raw")
     partial = imagestore_partial_upload("zstack", src, fraction=0.5, chunk_size=4 * MiB, name="it-resume")
-    assert partial.slices_sent == 5 and partial.bytes_sent == 20 * MiB
+    assert partial.units_sent == 5 and partial.bytes_sent == 20 * MiB
     assert job_view(emu, partial.session_id)["offset"] == 20 * MiB
     before = counters(emu)
     result, run = ansible.module("image_upload", upload_args(zs, src=src, name="it-resume"))
