@@ -19,46 +19,49 @@ class EmulatorError(RuntimeError):
     pass
 
 
-class EmulatorProcess:
-    """``python -m imagestore_emulator`` in a child process, on 127.0.0.1 and a free port.
+class ServerProcess:
+    """A local server in a child process that prints one JSON line (its ``url``, ``credentials``) once it listens.
 
-    ``start()`` reads the one-line JSON the emulator prints; ``url``, ``credentials`` and
-    ``data_dir`` come from it. ``restart()`` starts a new process on the same data dir (and
-    the same port when it is free again), ``kill()`` sends SIGKILL, as a crash would.
-    """
+    ``start()`` reads that line; ``restart()`` starts a new process on the same data dir (and the same port when it is
+    free again); ``kill()`` sends SIGKILL, as a crash would. A subclass says the command (``command()``), the log file
+    and the environment."""
 
-    def __init__(self, data_dir, extra_args=(), python=sys.executable, port=0, env=None):
+    error = RuntimeError
+    log_name = "server.log"
+    what = "the server"
+
+    def __init__(self, data_dir, extra_args=(), port=0, env=None):
         self.data_dir = str(data_dir)
         self.extra_args = list(extra_args)
-        self.python = python
         self.port = port
         self.env = env
         self.proc = None
         self.info = {}
-        self._stderr = None
+        self._log = None
+
+    def command(self):
+        raise NotImplementedError
+
+    def environment(self):
+        return dict(self.env if self.env is not None else os.environ)
 
     # -- life cycle ----------------------------------------------------------------------------
     def start(self, timeout=30):
-        cmd = [self.python, "-m", "imagestore_emulator", "--host", "127.0.0.1", "--port", str(self.port),
-               "--data-dir", self.data_dir] + self.extra_args
-        self._stderr = open(os.path.join(self.data_dir, "emulator.stderr.log"), "ab")
-        env = dict(self.env if self.env is not None else os.environ)
-        # the child imports this very copy of the emulator, installed or not
-        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._stderr, stdin=subprocess.DEVNULL, env=env)
+        os.makedirs(self.data_dir, exist_ok=True)
+        self._log = open(os.path.join(self.data_dir, self.log_name), "ab")
+        self.proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL,
+                                     env=self.environment())
         line = _readline_with_timeout(self.proc.stdout, timeout)
         if not line:
             code = self.proc.poll()
-            raise EmulatorError("the emulator did not start (exit code %s); see %s/emulator.stderr.log" % (code, self.data_dir))
+            self.kill()
+            raise self.error("%s did not start (exit code %s); see %s/%s" % (self.what, code, self.data_dir, self.log_name))
         self.info = json.loads(line)
         self.port = int(self.info["url"].rsplit(":", 1)[1])
         return self
 
     def stop(self, timeout=10):
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
+        if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout)
@@ -75,33 +78,57 @@ class EmulatorProcess:
         self._close()
 
     def restart(self, timeout=30):
+        """A new process on the same data (after stop() or kill()); the same port once the old one let it go."""
         self.stop()
-        deadline = time.time() + timeout
+        deadline = time.monotonic() + timeout
         while True:
             try:
                 return self.start()
-            except EmulatorError:
-                if time.time() > deadline:
+            except self.error:
+                if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
 
     def _close(self):
         if self.proc is not None and self.proc.stdout:
             self.proc.stdout.close()
-        if self._stderr:
-            self._stderr.close()
-            self._stderr = None
+        if self._log:
+            self._log.close()
+            self._log = None
         self.proc = None
 
-    # -- what tests use ------------------------------------------------------------------------
     @property
     def url(self):
         return self.info["url"]
 
     @property
     def credentials(self):
-        return self.info.get("credentials", {})
+        return dict(self.info.get("credentials") or {})
 
+
+class EmulatorProcess(ServerProcess):
+    """``python -m imagestore_emulator`` in a child process, on 127.0.0.1 and a free port (log: emulator.stderr.log)."""
+
+    error = EmulatorError
+    log_name = "emulator.stderr.log"
+    what = "the emulator"
+
+    def __init__(self, data_dir, extra_args=(), python=sys.executable, port=0, env=None):
+        super(EmulatorProcess, self).__init__(data_dir, extra_args, port, env)
+        self.python = python
+
+    def command(self):
+        return [self.python, "-m", "imagestore_emulator", "--host", "127.0.0.1", "--port", str(self.port),
+                "--data-dir", self.data_dir] + self.extra_args
+
+    def environment(self):
+        env = super(EmulatorProcess, self).environment()
+        # the child imports this very copy of the emulator, installed or not
+        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
+        return env
+
+    # -- what tests use ------------------------------------------------------------------------
     def control(self, method, path, **kwargs):
         r = requests.request(method, "%s/_emulator/%s" % (self.url, path.lstrip("/")), timeout=60, **kwargs)
         return r
