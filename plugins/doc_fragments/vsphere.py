@@ -33,13 +33,6 @@ options:
         this run created is deleted with it unless it holds files.
     type: bool
     default: false
-  api_style:
-    description:
-      - vSphere. V(api) uses the C(/api) endpoints of vCenter 7.0 and later, V(rest) the older C(/rest) ones
-        (also what vcsim serves), V(auto) probes once per run and picks C(/api) where it answers.
-    type: str
-    default: auto
-    choices: [auto, api, rest]
 '''
 
     # vSphere options of the session modules (imagestore.upload.vsphere.SELECTORS)
@@ -53,6 +46,11 @@ options:
     description:
       - vSphere. Name of the library item whose update sessions are meant.
     type: str
+'''
+
+    # vSphere options of every module (imagestore.upload.vsphere.COMMON)
+    COMMON = r'''
+options:
   api_style:
     description:
       - vSphere. V(api) uses the C(/api) endpoints of vCenter 7.0 and later, V(rest) the older C(/rest) ones

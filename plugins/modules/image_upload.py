@@ -36,6 +36,7 @@ extends_documentation_fragment:
   - imagestore.upload.transfer
   - imagestore.upload.servicefabric
   - imagestore.upload.vsphere
+  - imagestore.upload.vsphere.COMMON
   - imagestore.upload.zstack
   - imagestore.upload.attributes
 notes:

@@ -21,6 +21,7 @@ extends_documentation_fragment:
   - imagestore.upload.session
   - imagestore.upload.servicefabric.SELECTORS
   - imagestore.upload.vsphere.SELECTORS
+  - imagestore.upload.vsphere.COMMON
   - imagestore.upload.zstack.SELECTORS
   - imagestore.upload.zstack.ABSENT
   - imagestore.upload.attributes

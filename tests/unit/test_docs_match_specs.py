@@ -69,10 +69,12 @@ def test_module_spec_matches_its_documentation(module):
 def test_each_provider_documents_exactly_its_own_options(provider):
     cls = PROVIDERS[provider]
     for attribute, group in (("DOCUMENTATION", cls.options), ("SELECTORS", cls.selectors), ("ABSENT", cls.absent_options)):
-        try:
-            documented = fragment("%s.%s" % (provider, attribute)).get("options") or {}
-        except AttributeError:
-            documented = {}
+        documented = {}
+        for name in (attribute, "COMMON") if attribute != "ABSENT" else (attribute,):
+            try:                        # COMMON: the provider's options of every module, documented once
+                documented.update(fragment("%s.%s" % (provider, name)).get("options") or {})
+            except AttributeError:
+                pass
         assert sorted(documented) == sorted(group), "%s.%s" % (provider, attribute)
         for option, entry in group.items():
             assert comparable(entry, False) == comparable(documented[option], True), "%s: %s" % (provider, option)
