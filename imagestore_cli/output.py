@@ -16,6 +16,7 @@ import time
 
 from ansible_collections.imagestore.upload.plugins.module_utils._engine import NullReporter
 from ansible_collections.imagestore.upload.plugins.module_utils._progress import Meter, describe, human_bytes, human_duration
+from ansible_collections.imagestore.upload.plugins.module_utils._wait import Ticker
 
 from imagestore_cli.docs import replace_module_names
 
@@ -65,12 +66,7 @@ class Lines(_Measured):
     def __init__(self, stream, interval):
         super(Lines, self).__init__(stream)
         self.interval = interval
-        self.stop = threading.Event()
-        self.thread = None
-        if interval:
-            self.thread = threading.Thread(target=self._run, name="imagestore-progress-lines")
-            self.thread.daemon = True
-            self.thread.start()
+        self.ticker = Ticker(interval, self._line, name="imagestore-progress-lines", join_timeout=2).start() if interval else None
 
     def phase(self, text):
         if text != self.current:
@@ -88,14 +84,12 @@ class Lines(_Measured):
     def note(self, text):
         self._print("%s: %s" % (PROG, text))
 
-    def _run(self):
-        while not self.stop.wait(self.interval):
-            self._print("%s: %s" % (PROG, describe(self.record())))
+    def _line(self):
+        self._print("%s: %s" % (PROG, describe(self.record())))
 
     def close(self):
-        self.stop.set()
-        if self.thread is not None:
-            self.thread.join(2)
+        if self.ticker is not None:
+            self.ticker.stop()
 
 
 def _tqdm_class():

@@ -14,12 +14,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import threading
 import time
 
 from ansible_collections.imagestore.upload.plugins.module_utils._errors import ApiError, ImageStoreError, TransportError
 from ansible_collections.imagestore.upload.plugins.module_utils._vsphere_formats import as_int, message_text, parse_time
-from ansible_collections.imagestore.upload.plugins.module_utils._wait import poll_until
+from ansible_collections.imagestore.upload.plugins.module_utils._wait import Ticker, poll_until
 
 RECEIVING = ("TRANSFERRING", "VALIDATING")          # file states while some client's bytes are coming in
 TRANSFER_STALL_SECONDS = 30.0
@@ -169,7 +168,7 @@ def validation_error(session_id, validation, retryable=False):
                                                       for f in validation["invalid_files"]]})
 
 
-class KeepAlive:
+class KeepAlive(Ticker):
     """A background thread that pings the API session and the update session (with ``client_progress``).
 
     ``progress()`` gives the percentage to report; it is only sent when it grew (the server refuses a
@@ -179,36 +178,16 @@ class KeepAlive:
     """
 
     def __init__(self, api, session_id, interval, progress, deadline, start_progress=0, wait=None):
+        super(KeepAlive, self).__init__(interval, name="vsphere-keep-alive", deadline=deadline, wait=wait)
         self.api = api
         self.session_id = session_id
-        self.interval = interval
         self.progress = progress
-        self.deadline = deadline
         self.reported = start_progress or 0
         self.pings = 0
         self.errors = []
-        self._stop = threading.Event()
-        self._wait = wait or self._stop.wait
-        self._thread = threading.Thread(target=self._run, name="vsphere-keep-alive")
-        self._thread.daemon = True
 
-    def start(self):
-        self._thread.start()
-        return self
-
-    def stop(self):
-        self._stop.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join()
-
-    def _run(self):
-        while not self._stop.is_set():
-            left = self.deadline.remaining()
-            if self._wait(self.interval if left is None else min(self.interval, left)) or self._stop.is_set():
-                return
-            if self.deadline.expired():
-                return
-            self.ping()
+    def tick(self):
+        self.ping()
 
     def ping(self):
         try:

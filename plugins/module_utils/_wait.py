@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: imagestore.upload contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The wait and retry toolkit (private): one deadline, one backoff, one poll loop.
+"""The wait and retry toolkit (private): one deadline, one backoff, one poll loop, one periodic thread.
 
 Every wait of the collection goes through a ``Deadline`` (the module's ``timeout``): request
 time-outs are cut to what is left (``bound``), sleeps never pass it (``sleep``), poll loops stop at
@@ -14,6 +14,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import random
+import threading
 import time
 
 from ansible_collections.imagestore.upload.plugins.module_utils._errors import DeadlineExceeded
@@ -172,3 +173,43 @@ def once(call, landed, deadline, doing, attempts=3, settle=30, backoff=None):
                 if deadline.expired():
                     raise
     return None
+
+
+class Ticker:
+    """``tick()`` every ``interval`` seconds in a daemon thread, until ``stop()`` or the ``deadline``.
+
+    The one periodic background thread of the collection (vSphere's keep-alive, the progress lines of the action
+    plugin and of the command line). ``tick`` is a callable, or a subclass overrides ``tick()``; ``wait(seconds)``
+    (default: the stop event's) is injectable, so tests run it without real time; ``stop()`` joins the thread (at
+    most ``join_timeout`` seconds) unless called from it."""
+
+    def __init__(self, interval, tick=None, name="imagestore-ticker", deadline=None, wait=None, join_timeout=None):
+        self.interval = float(interval)
+        self.deadline = deadline
+        self._tick = tick
+        self._join_timeout = join_timeout
+        self._stop = threading.Event()
+        self._wait = wait or self._stop.wait
+        self._thread = threading.Thread(target=self._run, name=name)
+        self._thread.daemon = True
+
+    def tick(self):
+        self._tick()
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(self._join_timeout)
+
+    def _run(self):
+        while not self._stop.is_set():
+            left = self.deadline.remaining() if self.deadline is not None else None
+            if self._wait(self.interval if left is None else min(self.interval, left)) or self._stop.is_set():
+                return
+            if self.deadline is not None and self.deadline.expired():
+                return
+            self.tick()

@@ -15,13 +15,13 @@ __metaclass__ = type
 
 import os
 import re
-import threading
 import time
 import uuid
 
 from ansible_collections.imagestore.upload.plugins.module_utils._progress import (
     PROGRESS_FILE_ENV, describe, progress_dir, read_record, where,
 )
+from ansible_collections.imagestore.upload.plugins.module_utils._wait import Ticker
 
 #: progress files older than this are removed when a new one is made (left by async runs nobody followed)
 KEEP_SECONDS = 7 * 24 * 3600
@@ -62,29 +62,18 @@ def progress_line(host, record, now=None):
     return "%s: %s%s" % (host, target + ": " if target else "", describe(record, now))
 
 
-class Follower:
+class Follower(Ticker):
     """A thread that says ``progress_line`` of ``path`` every ``interval`` seconds until ``stop()``; before the file
     has a record, it says that the upload is starting, with the time it has run."""
 
     def __init__(self, path, interval, say, host, clock=time.time):
+        super(Follower, self).__init__(interval, name="imagestore-progress", join_timeout=5)
         self.path = path
-        self.interval = float(interval)
         self.say = say
         self.host = host
         self.clock = clock
         self.started = clock()
         self.lines = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="imagestore-progress")
-        self._thread.daemon = True
-
-    def start(self):
-        self._thread.start()
-        return self
-
-    def stop(self):
-        self._stop.set()
-        self._thread.join(5)
 
     def tick(self):
         record = read_record(self.path)
@@ -99,10 +88,6 @@ class Follower:
             self.lines += 1
         except Exception:  # pylint: disable=broad-except  # a progress line must never break the task
             pass
-
-    def _run(self):
-        while not self._stop.wait(self.interval):
-            self.tick()
 
 
 def module_environment(task, path):
