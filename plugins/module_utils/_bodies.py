@@ -22,7 +22,9 @@ from ansible_collections.imagestore.upload.plugins.module_utils._errors import S
 
 MiB = 1024 * 1024
 READ_BLOCK = 4 * MiB
-SEGMENT = 4 * MiB
+#: bytes per sendfile call: progress and the deadline check move at least this often (1 MiB: a slow link still shows
+#: its progress every second or so; a call per MiB costs nothing measurable beside the copy)
+SEGMENT = 1 * MiB
 
 
 class Segment(object):
