@@ -22,7 +22,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.imagestore.upload.plugins.module_utils._errors import (
-    BadInput, ImageStoreError, LocalFileError, SessionLost, SourceChangedError, VerificationError,
+    BadInput, DeadlineExceeded, ImageStoreError, LocalFileError, SessionLost, SourceChangedError, VerificationError,
 )
 from ansible_collections.imagestore.upload.plugins.module_utils._protocol import (
     DONE, FILE, INCOMPLETE, KEPT, LEFT, REMOVED, SLICE, Verdict,
@@ -314,10 +314,26 @@ class Engine:
                         digests.result()
                     except Exception:  # pylint: disable=broad-except  # the failure that counts is exc
                         pass
-                raise self._failed(session, dest, group, exc)
+                raise self._failed(session, dest, group, self._declared_wrong(group, exc) or exc)
         # resumed: the session the upload ended in existed before this run (found, or a concurrent run's, joined)
         return dict((f.name, {"bytes_sent": sent.get(f.name, 0), "resumed": bool(session.found), "session_id": session.id})
                     for f in group)
+
+    @staticmethod
+    def _declared_wrong(group, exc):
+        """A store that checks a declared checksum itself (vSphere) refuses the bytes before the engine compares them:
+        when the file is not what the user declared, that is the failure to report (a VerificationError)."""
+        if isinstance(exc, (VerificationError, SourceChangedError, DeadlineExceeded)) or not isinstance(exc, ImageStoreError):
+            return None
+        for f in group:
+            if f.source.declared:
+                try:
+                    f.source.verify_declared()
+                except VerificationError as wrong:
+                    return wrong
+                except ImageStoreError:
+                    return None
+        return None
 
     def _done_meanwhile(self, session, dest, group):
         """find_session or open_session answered a DONE session: a concurrent run completed this upload after this run
