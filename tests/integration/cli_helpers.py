@@ -123,6 +123,4 @@ def slow_down(store, provider, ms, count=0):
 
 
 def clear_faults(store):
-    for profile in PROFILES.values():
-        if profile.name == store.provider:
-            profile.clear_faults(store)
+    store.profile.clear_faults(store)

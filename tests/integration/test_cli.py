@@ -113,8 +113,12 @@ def test_ctrl_c_exits_3_keeps_what_was_sent_and_the_rerun_resumes(profile, store
     proc.send_signal(signal.SIGINT)
     stopped = finish(proc)
     assert stopped.rc == 3, (stopped.rc, stopped.stderr)
-    assert "interrupted" in stopped.stderr and "run the same command again" in stopped.stderr or \
-        "run again to resume it" in stopped.stderr, stopped.stderr
+    if profile.name == "vsphere":          # a cut whole-file transfer is worth nothing: the session goes (the policy)
+        assert "interrupted (Ctrl-C)" in stopped.stderr and "was removed with what it had received" in stopped.stderr, \
+            stopped.stderr
+    else:
+        assert "interrupted" in stopped.stderr and ("run the same command again" in stopped.stderr or
+                                                    "run again to resume it" in stopped.stderr), stopped.stderr
     assert "Traceback" not in stopped.stderr
     clear_faults(store)
     again = run(argv + ["--json"], env)
@@ -129,7 +133,7 @@ def test_verification_failure_exits_4(profile, store, tmp_path, env):
     make_file(src, MiB, seed=5)
     wrong = "sha256:" + "0" * 64
     failed = run(upload_argv(profile, store, tmp_path, src, "verify", checksum=wrong, chunk_size="256KiB"), env)
-    assert failed.rc == 4 and "not the declared" in failed.stderr
+    assert failed.rc == 4 and "not the declared" in failed.stderr, (failed.rc, failed.stderr)
     assert profile.stored_sha256(store, "verify") is None
 
 
@@ -137,7 +141,7 @@ def test_verification_failure_exits_4(profile, store, tmp_path, env):
 def test_progress_bar_on_a_terminal(profile, store, tmp_path, env, columns):
     src = str(tmp_path / "disk.img")
     digest = make_file(src, 4 * MiB, seed=6)
-    slow_down(store, profile.name, 300)
+    slow_down(store, profile.name, 2500 if profile.name == "vsphere" else 300)     # vSphere: one request for the file
     rc, screen = run_on_pty(upload_argv(profile, store, tmp_path, src, "bar", chunk_size="256KiB", parallel=2), env,
                             columns=columns)
     assert rc == 0, screen[-2000:]
@@ -153,7 +157,7 @@ def test_progress_bar_on_a_terminal(profile, store, tmp_path, env, columns):
 def test_periodic_lines_without_a_terminal(profile, store, tmp_path, env):
     src = str(tmp_path / "disk.img")
     make_file(src, 4 * MiB, seed=7)
-    slow_down(store, profile.name, 300)
+    slow_down(store, profile.name, 2500 if profile.name == "vsphere" else 300)     # vSphere: one request for the file
     done = run(upload_argv(profile, store, tmp_path, src, "lines", chunk_size="256KiB", parallel=2) +
                ["--progress-interval", "1"], env)
     assert done.rc == 0, done.stderr
