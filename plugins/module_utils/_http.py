@@ -181,7 +181,8 @@ def make_adapter(warm_up=None, **kwargs):
             return super(Mixin, self).request(method, url, body=body, headers=headers, **kw)
 
         def send(self, data):
-            if isinstance(data, Segment) and type(self.sock) is socket.socket:     # plain TCP: the kernel copies the pages
+            if isinstance(data, Segment) and type(self.sock) is socket.socket and data.body.sendfile_ok():
+                # plain TCP from a regular file: the kernel copies the pages
                 sent = self.sock.sendfile(data.body.fileobj(), data.offset, data.count)
                 if sent < data.count:
                     raise data.body.shorter()
