@@ -7,6 +7,7 @@
   derives from the path, the size and the SHA-256 (the resume key), so any host with the same bytes finds it;
 * a range the store already has, or still receives, answers 409: the engine re-reads what is missing and
   re-plans (after the wait the store asks for); a vanished session is ``SessionLost`` (the engine starts over);
+  a session made again after a concurrent run committed these bytes is the upload done (DONE), never made twice;
 * the store computes the SHA-256 of what it holds: ``holds()`` and ``verify()`` compare it with the file's;
 * a commit is made once: when its answer is lost, the engine asks ``landed()`` (the file at the path, newer, with these
   bytes) before it makes it again; a full disk (507 NO_SPACE) is ``StoreFull`` (the client says so).
@@ -22,7 +23,7 @@ from ansible_collections.imagestore.upload.plugins.module_utils._errors import (
     ApiError, Conflict, ImageStoreError, SessionLost, VerificationError,
 )
 from ansible_collections.imagestore.upload.plugins.module_utils._protocol import (
-    ACTIVE, COMPLETE, KEPT, RANGE, REMOVED, Protocol, Session, Stored,
+    ACTIVE, COMPLETE, DONE, KEPT, RANGE, REMOVED, Protocol, Session, Stored,
 )
 from ansible_collections.imagestore.upload.plugins.module_utils._wait import once
 from ansible_collections.imagestore_test.toystore.plugins.module_utils._toystore_client import (
@@ -92,6 +93,12 @@ class ToyStore(Protocol):
     def open_session(self, dest, key, files):
         f = files[0]
         s, created = self.api.create_session(key, dest["path"], f.size, f.digests["sha256"])
+        if created and self._landed(dest["path"], f.size, f.digests["sha256"], dest["before"]):
+            # a concurrent run with these bytes committed (and so ended) the session after this run looked at the path:
+            # the upload is done; the session just made again is not needed
+            self.api.delete_session(key)
+            return Session(key, DONE, raw_state="committed", size=f.size, missing=[], found=True, owned=False,
+                           destination={"path": dest["path"]}, path=dest["path"], sha256=f.digests["sha256"])
         return self._session(s, found=not created, owned=created)     # not created: a concurrent run's, joined
 
     def missing(self, session, files):
