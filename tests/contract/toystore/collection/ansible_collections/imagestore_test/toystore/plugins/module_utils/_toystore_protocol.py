@@ -8,6 +8,7 @@
 * a range the store already has, or still receives, answers 409: the engine re-reads what is missing and
   re-plans (after the wait the store asks for); a vanished session is ``SessionLost`` (the engine starts over);
   a session made again after a concurrent run committed these bytes is the upload done (DONE), never made twice;
+  a range whose answer was lost and that the session holds counts as sent;
 * the store computes the SHA-256 of what it holds: ``holds()`` and ``verify()`` compare it with the file's;
 * a commit is made once: when its answer is lost, the engine asks ``landed()`` (the file at the path, newer, with these
   bytes) before it makes it again; a full disk (507 NO_SPACE) is ``StoreFull`` (the client says so).
@@ -20,7 +21,7 @@ __metaclass__ = type
 import hashlib
 
 from ansible_collections.imagestore.upload.plugins.module_utils._errors import (
-    ApiError, Conflict, ImageStoreError, SessionLost, VerificationError,
+    ApiError, Conflict, ImageStoreError, SessionLost, TransportError, VerificationError,
 )
 from ansible_collections.imagestore.upload.plugins.module_utils._protocol import (
     ACTIVE, COMPLETE, DONE, KEPT, RANGE, REMOVED, Protocol, Session, Stored,
@@ -108,13 +109,26 @@ class ToyStore(Protocol):
         return {files[0].name: s["missing"]}
 
     def send(self, session, f, start, end):
-        refused = self.api.put_range(session.id, start, end, f.size, lambda: f.source.reader(start, end))
+        try:
+            refused = self.api.put_range(session.id, start, end, f.size, lambda: f.source.reader(start, end))
+        except TransportError:
+            if self._range_landed(session, start, end):
+                return end - start + 1          # the answer was lost, the bytes landed: this run sent them
+            raise
         if refused is None:
             return end - start + 1
         status, code, message, wait = refused
         if status == 404:
             raise SessionLost("upload session %s vanished during the upload" % session.id, reason="deleted", status=404, code=code)
         raise Conflict("upload bytes %d-%d: %s" % (start, end, message), status=status, code=code, wait=wait)
+
+    def _range_landed(self, session, start, end):
+        """After a lost answer: does the session hold bytes start-end now (received, not still in flight)?"""
+        try:
+            s = self.api.session(session.id)
+        except ImageStoreError:
+            return False
+        return s is not None and not any(a <= end and start <= b for a, b in s["missing"] + s["in_flight"])
 
     # -- after the bytes ---------------------------------------------------------------------------
     def commit(self, session, dest, files):
