@@ -7,8 +7,6 @@ plugins and not an older installed copy. Helpers to import live in ansible_helpe
 
 import os
 import subprocess
-import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -97,20 +95,6 @@ def image(tmp_path):
         path = str(tmp_path / name)
         return path, make_file(path, size, seed)
     return make
-
-
-def kill_mid_upload(ansible, emu, module_args, counter, threshold, poll=0.05):
-    """Run image_upload with ``module_args`` in the background, SIGKILL the emulator ``emu`` once its byte
-    counter ``counter`` (``(provider, stat name)``) reaches ``threshold``, and return the run's (result, run)."""
-    provider, stat = counter
-    with ThreadPoolExecutor(1) as pool:
-        running = pool.submit(ansible.module, "image_upload", module_args)
-        deadline = time.monotonic() + 60
-        while emu.stats(provider)[stat] < threshold:
-            assert time.monotonic() < deadline and not running.done(), "the upload did not get going"
-            time.sleep(poll)
-        emu.kill()
-        return running.result(timeout=120)
 
 
 def assert_no_traceback(text):

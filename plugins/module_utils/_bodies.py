@@ -6,7 +6,8 @@
 ``FileRange`` is a byte range of a file as a request body. On a plain-HTTP connection of this collection's HTTP layer
 (``_http.py``) it goes by ``socket.sendfile``: the kernel copies the file's pages to the socket, with no Python
 bytes in between (the client's CPU per GiB falls below curl's). On TLS, or where the bytes sent must also be digested
-(``hashers``), it is read in large blocks and written as such. Either way ``check()`` (the run's deadline) runs
+(``hashers``), or from a file whose size ``fstat`` does not tell (a block device: ``socket.sendfile`` would take it for
+empty), it is read in large blocks and written as such. Either way ``check()`` (the run's deadline) runs
 between pieces, and a file that became shorter fails as a changed source, never as a short body.
 
 requests sees an iterable with a length: it sends ``Content-Length`` and hands each piece to the connection.
@@ -17,6 +18,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import stat
 
 from ansible_collections.imagestore.upload.plugins.module_utils._errors import SourceChangedError
 
@@ -55,6 +57,7 @@ class FileRange(object):
         self.check = check
         self.progress = progress        # progress(n): n more bytes went out
         self._file = None
+        self._regular = None
         self.len = self.count
 
     def __len__(self):
@@ -89,6 +92,13 @@ class FileRange(object):
             yield data
             if self.progress is not None and self.hashers:
                 self.progress(len(data))
+
+    def sendfile_ok(self):
+        """May the pieces go by ``socket.sendfile``? Only from a regular file: it sizes the file by ``fstat``, which says 0
+        bytes for a block device (it would send nothing)."""
+        if self._regular is None:
+            self._regular = stat.S_ISREG(os.fstat(self.fileobj().fileno()).st_mode)
+        return self._regular
 
     def fileobj(self):
         if self._file is None:

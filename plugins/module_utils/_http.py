@@ -181,8 +181,9 @@ def make_adapter(warm_up=None, **kwargs):
             return super(Mixin, self).request(method, url, body=body, headers=headers, **kw)
 
         def send(self, data):
-            if isinstance(data, Segment) and isinstance(self.sock, socket.socket) and not isinstance(self.sock, ssl.SSLSocket):
-                # plain TCP: the kernel copies the file's pages to the socket
+            if isinstance(data, Segment) and isinstance(self.sock, socket.socket) and not isinstance(self.sock, ssl.SSLSocket) \
+                    and data.body.sendfile_ok():
+                # plain TCP from a regular file: the kernel copies the file's pages to the socket
                 sent = self.sock.sendfile(data.body.fileobj(), data.offset, data.count)
                 if sent < data.count:
                     raise data.body.shorter()

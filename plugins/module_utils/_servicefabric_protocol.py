@@ -9,7 +9,8 @@
   session this collection made for other content at that path is removed when a new one starts;
 * files up to ``chunk_size`` (and empty ones) go by one whole-file PUT, without a session;
 * ``FABRIC_E_UPLOAD_SESSION_RANGE_NOT_SATISFIABLE`` or a 504 on a chunk: the server's account may have
-  moved (a chunk that landed behind a lost answer): re-read and re-plan, never re-send blindly; a 504 on
+  moved (a chunk that landed behind a lost answer): re-read and re-plan, never re-send blindly; a chunk
+  whose answer was lost (a cut connection, a 504) and that the session holds counts as sent; a 504 on
   a commit or a whole-file PUT: look at the stored file before asking again;
 * the store keeps no digest: "already holds these bytes" comes from this collection's record in the
   store (``_servicefabric_records``); a package folder is judged file by file and gets its ``_.dir``
@@ -23,7 +24,7 @@ __metaclass__ = type
 import os
 
 from ansible_collections.imagestore.upload.plugins.module_utils._errors import (
-    ApiError, BadInput, Conflict, SessionLost, VerificationError,
+    ApiError, BadInput, Conflict, DeadlineExceeded, ImageStoreError, SessionLost, VerificationError,
 )
 from ansible_collections.imagestore.upload.plugins.module_utils._protocol import (
     ACTIVE, COMPLETE, DONE, KEPT, RANGE, REMOVED, LocalFile, Protocol, Session, Stored, Verdict,
@@ -181,14 +182,27 @@ class ServiceFabric(Protocol):
     def send(self, session, f, start, end):
         try:
             self.api.upload_chunk(session.extra["path"], session.id, start, end, f.size, lambda: f.source.body(start, end))
-        except ApiError as exc:
-            if exc.code == RANGE_NOT_SATISFIABLE or exc.status == 404:
+        except ImageStoreError as exc:
+            if isinstance(exc, ApiError) and (exc.code == RANGE_NOT_SATISFIABLE or exc.status == 404):
                 raise Conflict(exc.message, status=exc.status, code=exc.code)
-            if uncertain(exc):
-                raise Conflict(exc.message, status=exc.status, code=exc.code, wait=1.0)   # it may have landed: look first
+            if not uncertain(exc) or isinstance(exc, DeadlineExceeded):
+                raise
+            if self._chunk_landed(session, start, end):
+                session.extra["accepted"] = True
+                return end - start + 1      # the answer was lost, the bytes landed: this run sent them
+            if isinstance(exc, ApiError):
+                raise Conflict(exc.message, status=exc.status, code=exc.code, wait=1.0)   # it may land yet: look again
             raise
         session.extra["accepted"] = True
         return end - start + 1
+
+    def _chunk_landed(self, session, start, end):
+        """After an uncertain answer (a cut connection, a 504): does the session hold bytes start-end now?"""
+        try:
+            s = self.api.get_session(session.id)
+        except ImageStoreError:
+            return False
+        return s is not None and not any(a <= end and start <= b for a, b in s["missing"])
 
     def put_whole(self, dest, f):
         before = dest["stored"].get(f.name)

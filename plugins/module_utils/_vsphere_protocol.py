@@ -270,14 +270,22 @@ class VSphere(VSphereManage, VSphereBase):
 
     def _holds_all(self, dest, files):
         """Does the item hold every file now (an OVA: every member of the archive, with its size)?"""
-        entries = self.item_files(dest.item_id)
+        return self._item_holds(dest.item_id, files)
+
+    def _item_holds(self, item_id, files):
+        entries = self.item_files(item_id)
         return all(ova_unpacked(entries, f.path) if f.role == OVA else self._same(entries.get(f.name), f) for f in files)
 
-    def _live(self, session):
-        """The session's model while it takes bytes; SessionLost once it ended under the upload (DONE: None, a racing run
+    def _completed_meanwhile(self, session, why, files):
+        """Did a racing run complete this session: DONE, or DONE and deleted (its owner deletes it) with the item holding
+        the files?"""
+        return why == "DONE" or (why == "deleted" and self._item_holds(session.destination.get("library_item_id"), files))
+
+    def _live(self, session, files):
+        """The session's model while it takes bytes; SessionLost once it ended under the upload (None: a racing run
         completed it)."""
         why = ended(self.api, session.id)
-        if why == "DONE":
+        if why is not None and self._completed_meanwhile(session, why, files):
             return None
         if why is not None:
             raise SessionLost("update session %s is %s" % (session.id, why), reason=why)
@@ -285,7 +293,7 @@ class VSphere(VSphereManage, VSphereBase):
 
     def missing(self, session, files):
         """The files the session does not hold READY with this content (each is missing whole)."""
-        if self._live(session) is None:
+        if self._live(session, files) is None:
             return {}
         entries = dict((e.get("name"), e) for e in self.api.file_list(session.id))
         todo = {}
@@ -345,7 +353,7 @@ class VSphere(VSphereManage, VSphereBase):
         if exc.code not in ("resource_busy", NOT_ALLOWED) and exc.status != 404:
             return exc
         why = ended(self.api, session.id)
-        if why is not None and why != "DONE":
+        if why is not None and not self._completed_meanwhile(session, why, [f]):
             return SessionLost("update session %s is %s" % (session.id, why), reason=why)
         return Conflict("%s (another transfer of %s is going on, or it was added again)" % (exc.message, f.name),
                         status=exc.status, code=exc.code, wait=CONFLICT_WAIT)

@@ -13,7 +13,11 @@ def pytest_generate_tests(metafunc):
     if "profile" in metafunc.fixturenames:
         wanted = os.environ.get("IMAGESTORE_CONTRACT_PROVIDERS")
         names = [n for n in PROFILES if not wanted or n in wanted.split(",")]
-        metafunc.parametrize("profile", [PROFILES[n] for n in names], ids=names)
+        if "extra_fault" in metafunc.fixturenames:         # a provider's own fault cases (profile.extra_faults)
+            pairs = [(PROFILES[n], case) for n in names for case in sorted(PROFILES[n].extra_faults)]
+            metafunc.parametrize(("profile", "extra_fault"), pairs, ids=["%s-%s" % (p.name, case) for p, case in pairs])
+        else:
+            metafunc.parametrize("profile", [PROFILES[n] for n in names], ids=names)
 
 
 @pytest.fixture

@@ -61,14 +61,27 @@ def test_the_store_killed_mid_upload_and_restarted_keeps_what_it_received(contra
             store.process.kill()                                # a crash: no chance to tidy up
         finally:
             runner.join(120)
-    assert outcome["result"].get("failed"), outcome["run"].output[-2000:]
+    failed = outcome["result"]
+    assert failed.get("failed") and failed.get("session_id"), outcome["run"].output[-2000:]
+    assert "Traceback (most recent call last)" not in outcome["run"].output
+    said = {"kept": "is kept: run again to resume it", "incomplete": "could not be removed and may still exist"}
+    assert "upload session %s %s" % (failed["session_id"], said[failed["session_cleanup"]]) in failed["msg"], failed["msg"]
     store.process.restart()
+    held = profile.check_crashed(store, "restarted", failed)          # the session outlived the crash, nothing committed
+    base = contract.received()
     result, run = contract.upload(src, "restarted", chunk_size="1MiB")
-    assert result["changed"] and result["resumed"], run.output[-3000:]
+    assert result["changed"] and result["resumed"] and result["session_id"] == failed["session_id"], (run.output[-3000:], failed)
     assert result["bytes_sent"] < size or not profile.exactly_once
+    assert result["bytes_sent"] == contract.received() - base          # what it says it sent is what the store took
+    if held is not None:
+        assert result["bytes_sent"] == size - held                    # only what the store did not keep was sent
     assert contract.stored("restarted", result) == digest
+    profile.check_clean(store, "restarted", result, None, size)
     store.process.kill()
     store.process.restart()
     assert contract.stored("restarted", result) == digest            # committed content survives a crash
-    again, _ = contract.upload(src, "restarted")
-    assert again["changed"] is False
+    base = contract.received()
+    again, run = contract.upload(src, "restarted")
+    assert again["changed"] is False and again["bytes_sent"] == 0, run.output[-3000:]
+    assert contract.received() == base and " already holds " in again["msg"]
+    assert again["compared"] != "size" and "notes" not in again, again     # the store still vouches for it by digest

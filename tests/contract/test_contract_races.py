@@ -1,27 +1,64 @@
-"""Two runs at once for one destination, and a file that changes under its upload, for every provider."""
+"""Runs at once: eight for eight destinations, two for one destination; and a file that changes under its upload, for
+every provider."""
 
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from ansible_helpers import AnsibleRunner
 from fieldkit.procs import wait_until
 from fieldkit.proxy import FaultProxy
 from kit import MiB
 
 
-def test_two_runs_for_one_destination_end_with_one_good_copy(contract, store):
-    src, digest = contract.image(8 * MiB + 9, seed=51)
-    with FaultProxy("127.0.0.1", store.port, chunk=65536) as proxy:
-        proxy.set_latency(0.002)
+def test_eight_concurrent_uploads_to_different_destinations(contract, profile, store, tmp_path, collections_path):
+    uploads = []
+    for i in range(8):
+        path, digest = contract.image(2 * MiB + 4099 * i, seed=300 + i, name="img-%d.img" % i)
+        uploads.append((path, digest, "eight-%d" % i))
+
+    def run(upload):
+        path, _, dest = upload              # each run an ansible-playbook of its own, as eight jobs of a workflow
+        runner = AnsibleRunner(tmp_path / ("run-" + dest), collections_path)
+        return runner.module(profile.module("image_upload"), contract.args(path, dest, chunk_size="1MiB"))
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(run, uploads))
+    for (path, digest, dest), (result, played) in zip(uploads, outcomes):
+        assert result.get("changed") is True and not result.get("failed"), played.output[-3000:]
+        assert result["sha256"] == digest and result["bytes_sent"] == result["size"] and result["resumed"] is False
+        assert "session_restarts" not in result                    # one session each, never started again
+        assert contract.stored(dest, result) == digest
+        profile.check_clean(store, dest, result, None, result["size"])
+    total = sum(2 * MiB + 4099 * i for i in range(8))
+    assert contract.received() == total == sum(result["bytes_sent"] for result, _ in outcomes)     # each byte once
+
+
+def test_two_runs_for_one_destination_end_with_one_good_copy(contract, profile, store):
+    size = 8 * MiB + 9
+    src, digest = contract.image(size, seed=51)
+    if profile.race_rules:
+        profile.inject(store, *profile.race_rules)
+    before = profile.stats(store)
+    with FaultProxy("127.0.0.1", store.port, chunk=16384) as proxy:
+        proxy.set_latency(0.008)            # ~2 MB/s a connection: the transfers last longer than the runs' start-up skew
         with ThreadPoolExecutor(2) as pool:
             runs = [pool.submit(contract.upload, src, "race", endpoint=proxy.url(), chunk_size="1MiB", parallel=2)
                     for _ in range(2)]
-            results = [r.result(timeout=300) for r in runs]
-    for result, run in results:
+            outcomes = [r.result(timeout=300) for r in runs]
+    results = [result for result, _ in outcomes]
+    for result, run in outcomes:
         assert not result.get("failed"), run.output[-3000:]
-    assert any(result["changed"] for result, _ in results)
-    assert contract.stored("race", results[0][0]) == digest
-    assert contract.open_sessions("race", results[0][0]) == 0
+        assert result["sha256"] == digest
+    changed = [result for result in results if result["changed"]]
+    assert changed, results
+    for loser in (result for result in results if not result["changed"]):      # it says why it sent nothing
+        assert " already holds " in loser["msg"], loser["msg"]
+    assert contract.stored("race", results[0]) == digest
+    assert contract.open_sessions("race", results[0]) == 0
+    if profile.exactly_once:          # the runs shared the work: every byte accepted once, whoever sent it
+        assert contract.received() == size == sum(result["bytes_sent"] for result in results), results
+    profile.check_race(store, "race", results, before, size)
 
 
 def test_a_file_changed_during_its_upload_is_not_committed(contract, store, tmp_path):

@@ -220,3 +220,34 @@ def test_session_modules_name_states_in_the_engines_words(emu, tmp_path):
         assert refused["failed"] and refused["msg"].startswith("upload session %s is failed (ERROR)" % made.session_id)
     finally:
         cleanup()
+
+
+def test_a_session_completed_and_deleted_by_another_run_meanwhile_counts_as_done(emu, tmp_path, monkeypatch):
+    """This run takes the item's ACTIVE session (its file READY); before it asks what the session misses, another run
+    completes the session and deletes it, the item holding the file: that is the upload done (docs/vsphere.md: "DONE and
+    deleted, with the item holding the files"), not a session lost: no restart, no second session, nothing sent."""
+    from ansible_collections.imagestore.upload.plugins.module_utils import _vsphere_protocol
+    from ansible_collections.imagestore.upload.plugins.module_utils._vsphere_sessions import complete
+    src = write(tmp_path / "d.iso", os.urandom(300000))
+    made, cleanup = partial_vsphere.make(target(emu), src, 1.0, 65536, library="images", item="done-meanwhile")
+    other = partial_vsphere.client_for(target(emu))
+    found = _vsphere_protocol.VSphere.find_session
+
+    def find_then_the_other_run_completes(self, dest, key, files):
+        session = found(self, dest, key, files)
+        complete(other, made.session_id)
+        other.session_delete(made.session_id)
+        return session
+    monkeypatch.setattr(_vsphere_protocol.VSphere, "find_session", find_then_the_other_run_completes)
+    before = requests.get(emu["url"] + "/_emulator/vsphere/stats").json()
+    try:
+        result = run(emu, src=src, item="done-meanwhile")
+    finally:
+        other.logout()
+        cleanup()
+    assert not result.get("failed") and result["session_id"] == made.session_id and result["bytes_sent"] == 0, result
+    assert "session_restarts" not in result and not any("ended during the upload" in w for w in result["warnings"]), result
+    after = requests.get(emu["url"] + "/_emulator/vsphere/stats").json()
+    assert after["sessions_created"] == before["sessions_created"] and after["data_bytes"] == before["data_bytes"]
+    assert stored(emu, made.item_id, "d.iso") == open(src, "rb").read()
+    assert sessions(emu, made.item_id) == []

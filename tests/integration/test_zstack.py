@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from cli_helpers import PROFILES
 from tests.conftest import assert_no_traceback
 from tests.integration.zstack_api import BS_UUID, Rest
 
@@ -283,3 +284,74 @@ def test_bad_input_fails_clearly_without_secrets(ansible, zs, emu, image, tmp_pa
     assert set(re.findall(r"(?<![0-9a-f])[0-9a-f]{32}(?![0-9a-f])", run.output)) <= {BS_UUID}
     after = counters(emu)
     assert delta(after, before, "logins") == delta(after, before, "logouts") and delta(after, before, "slice_requests") == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# an exhausted retry budget, on a store of the test's own (the contract suite's ZStack profile; the faults every store
+# meets, and ZStack's own fault cases, are in tests/contract/)
+
+ZSTACK = PROFILES["zstack"]
+SLICE = MiB
+SIZE = 12 * MiB
+KEPT = "; upload session {job} is kept: run again to resume it, or remove it with imagestore.upload.upload_session_absent"
+EXHAUSTED = {
+    # case -> (rule, message of the failed run (<N>: a number that varies), bytes the job holds afterwards)
+    # every slice refused: the transfer loop sends the others, then waits for the refused ones until nothing was accepted
+    # for the stall time (30 s), and keeps the job
+    "503 on every slice": (
+        dict(operation="slice", action="status", status=503, count=0, after=5),
+        "the store still reports %d bytes missing; nothing was accepted for <N> seconds (last error: send slice <N> (bytes <N>-<N>) "
+        "of image {image} failed after 3 attempts: HTTP 503 SYS.1010: injected fault: HTTP 503)" % (SIZE - 5 * SLICE) + KEPT,
+        5 * SLICE),
+    "the job suspended on every slice": (
+        dict(operation="slice", action="expire", count=0, after=2),
+        "upload job {job} was suspended again after 3 resumes while its slices were being sent (LONG_JOB.1002 some error interrupt "
+        "long job[uuid:{job}], analysis the cause to fix it and resume long job if you want to continue. (cause: IMG.1001 uploading "
+        "has been inactive more than {idle} sec))" + KEPT,
+        2 * SLICE),
+    "503 on every login": (
+        dict(operation="login", action="status", status=503, count=0),
+        "login to ZStack at {endpoint} as {user} failed after 3 attempts: HTTP 503 SYS.1010: injected fault: HTTP 503",
+        None),
+}
+
+
+@pytest.fixture
+def zstore(tmp_path):
+    started = ZSTACK.start(tmp_path)
+    yield started
+    started.stop()
+
+
+@pytest.mark.parametrize("case", sorted(EXHAUSTED))
+def test_exhausted_budget_fails_clearly_and_the_next_run_resumes(ansible, zstore, image, case):
+    """The job is kept where slices went (Running or Suspended, its offset what was accepted), nothing is Ready; the next
+    run resumes that job and sends exactly the rest; a run that failed at login submitted nothing."""
+    src, digest = image(SIZE, seed=164, name="disk.qcow2")
+    rule, message, kept = EXHAUSTED[case]
+    args = ZSTACK.args(zstore, src, "exhausted", chunk_size=SLICE, parallel=1, retries=2, request_timeout=2)
+    ZSTACK.inject(zstore, rule)
+    result, run = ansible.module(ZSTACK.module("image_upload"), args)
+    assert result["failed"] is True, run.output
+    jobs = [j for j in zstore.control("GET", "zstack/jobs").json()["jobs"]]
+    job = jobs[0] if jobs else {"uuid": None, "imageUuid": None}
+    idle = float(zstore.process.configure()["zstack_idle_seconds"])
+    expected = message.format(image=job["imageUuid"], job=job["uuid"], endpoint=zstore.url, idle=idle,
+                              user=zstore.credentials["username"])
+    assert re.fullmatch(re.escape(expected).replace(re.escape("<N>"), r"\d+"), result["msg"]), result["msg"]
+    assert_no_traceback(run.output)
+    ZSTACK.clear_faults(zstore)
+    assert ZSTACK.stored_sha256(zstore, "exhausted") is None                  # nothing Ready
+    if kept is None:
+        assert jobs == []                                       # nothing was submitted
+    else:
+        (job,) = jobs
+        assert job["state"] in ("Running", "Suspended") and job["offset"] == kept
+
+    before = ZSTACK.received(zstore)
+    again, run = ansible.module(ZSTACK.module("image_upload"), args)
+    assert again["changed"] is True and again["resumed"] is (kept is not None), run.output
+    assert again["bytes_sent"] == ZSTACK.received(zstore) - before == SIZE - (kept or 0)
+    assert ZSTACK.stored_sha256(zstore, "exhausted", again) == digest
+    (done,) = zstore.control("GET", "zstack/jobs").json()["jobs"]
+    assert done["state"] == "Succeeded" and done["uuid"] == again["session_id"] and (kept is None or done["uuid"] == job["uuid"])

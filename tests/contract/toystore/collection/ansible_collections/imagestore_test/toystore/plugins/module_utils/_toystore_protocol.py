@@ -7,6 +7,8 @@
   derives from the path, the size and the SHA-256 (the resume key), so any host with the same bytes finds it;
 * a range the store already has, or still receives, answers 409: the engine re-reads what is missing and
   re-plans (after the wait the store asks for); a vanished session is ``SessionLost`` (the engine starts over);
+  a session made again after a concurrent run committed these bytes is the upload done (DONE), never made twice;
+  a range whose answer was lost and that the session holds counts as sent;
 * the store computes the SHA-256 of what it holds: ``holds()`` and ``verify()`` compare it with the file's;
 * a commit is made once: when its answer is lost, the engine asks ``landed()`` (the file at the path, newer, with these
   bytes) before it makes it again; a full disk (507 NO_SPACE) is ``StoreFull`` (the client says so).
@@ -19,10 +21,10 @@ __metaclass__ = type
 import hashlib
 
 from ansible_collections.imagestore.upload.plugins.module_utils._errors import (
-    ApiError, Conflict, ImageStoreError, SessionLost, VerificationError,
+    ApiError, Conflict, ImageStoreError, SessionLost, TransportError, VerificationError,
 )
 from ansible_collections.imagestore.upload.plugins.module_utils._protocol import (
-    ACTIVE, COMPLETE, KEPT, RANGE, REMOVED, Protocol, Session, Stored,
+    ACTIVE, COMPLETE, DONE, KEPT, RANGE, REMOVED, Protocol, Session, Stored,
 )
 from ansible_collections.imagestore.upload.plugins.module_utils._wait import once
 from ansible_collections.imagestore_test.toystore.plugins.module_utils._toystore_client import (
@@ -92,6 +94,12 @@ class ToyStore(Protocol):
     def open_session(self, dest, key, files):
         f = files[0]
         s, created = self.api.create_session(key, dest["path"], f.size, f.digests["sha256"])
+        if created and self._landed(dest["path"], f.size, f.digests["sha256"], dest["before"]):
+            # a concurrent run with these bytes committed (and so ended) the session after this run looked at the path:
+            # the upload is done; the session just made again is not needed
+            self.api.delete_session(key)
+            return Session(key, DONE, raw_state="committed", size=f.size, missing=[], found=True, owned=False,
+                           destination={"path": dest["path"]}, path=dest["path"], sha256=f.digests["sha256"])
         return self._session(s, found=not created, owned=created)     # not created: a concurrent run's, joined
 
     def missing(self, session, files):
@@ -101,13 +109,26 @@ class ToyStore(Protocol):
         return {files[0].name: s["missing"]}
 
     def send(self, session, f, start, end):
-        refused = self.api.put_range(session.id, start, end, f.size, lambda: f.source.reader(start, end))
+        try:
+            refused = self.api.put_range(session.id, start, end, f.size, lambda: f.source.reader(start, end))
+        except TransportError:
+            if self._range_landed(session, start, end):
+                return end - start + 1          # the answer was lost, the bytes landed: this run sent them
+            raise
         if refused is None:
             return end - start + 1
         status, code, message, wait = refused
         if status == 404:
             raise SessionLost("upload session %s vanished during the upload" % session.id, reason="deleted", status=404, code=code)
         raise Conflict("upload bytes %d-%d: %s" % (start, end, message), status=status, code=code, wait=wait)
+
+    def _range_landed(self, session, start, end):
+        """After a lost answer: does the session hold bytes start-end now (received, not still in flight)?"""
+        try:
+            s = self.api.session(session.id)
+        except ImageStoreError:
+            return False
+        return s is not None and not any(a <= end and start <= b for a, b in s["missing"] + s["in_flight"])
 
     # -- after the bytes ---------------------------------------------------------------------------
     def commit(self, session, dest, files):
