@@ -244,9 +244,20 @@ class Source:
         return self._identity(st, self.size if self.kind == "block" else st.st_size) != self.identity
 
     def check_unchanged(self):
-        """Fail when the file changed since the run began (its bytes would not match its digest)."""
+        """Fail when the file changed since the run began (its bytes would not match its digest), naming what changed."""
         if self.changed():
-            raise SourceChangedError("%s changed while it was being uploaded; run again to upload the new content" % self.path)
+            raise SourceChangedError("%s changed while it was being uploaded (%s); run again to upload its current content"
+                                     % (self.path, self._what_changed()))
+
+    def _what_changed(self):
+        try:
+            st = os.stat(self.path)
+        except OSError as exc:
+            return "it can no longer be read: %s" % (exc.strerror or exc)
+        now = self._identity(st, self.size if self.kind == "block" else st.st_size)
+        names = ("device", "inode", "size", "modification time", "change time")
+        what = [name for name, was, is_ in zip(names, self.identity, now) if was != is_]
+        return "its %s differ%s from when the run began" % (", ".join(what), "s" if len(what) == 1 else "")
 
     def cached_digests(self, algorithms=("sha256",)):
         """The digests already known (computed in this run or found in the cache), without reading the file."""

@@ -160,8 +160,8 @@ def validation_error(session_id, validation, retryable=False):
     if invalid:
         parts.append("invalid files: %s" % "; ".join(invalid))
     advice = "; run image_upload again to send them" if validation["missing_files"] or invalid else ""
-    return ImageStoreError("update session %s cannot be completed: %s%s" % (session_id, "; ".join(parts) or "the server reports errors",
-                                                                           advice),
+    reason = "; ".join(parts) or "the server reports errors"
+    return ImageStoreError("update session %s cannot be completed: %s%s" % (session_id, reason, advice),
                            retryable=retryable,
                            details={"missing_files": validation["missing_files"],
                                     "invalid_files": [{"name": f.get("name"), "error": message_text(f.get("error_message"))}

@@ -113,7 +113,7 @@ CASES = [
     ("zs-commit-unknown", "upload_session_commit", dict(ZS, session_id="0123456789abcdef0123456789abcdef"),
      "no upload session for session_id 0123456789abcdef0123456789abcdef on @URL@ (it was committed and forgotten, removed, or it expired)"),
     ("zs-replace-elsewhere", "image_upload", dict(SF, src="@FILE@", path="bad/x.img", replace=False),
-     "option replace: replace belongs to provider zstack; provider servicefabric takes path"),
+     "option replace: replace belongs to provider zstack; provider servicefabric takes compress, path"),
     ("zs-absent-no-name", "image_upload", dict(ZS, state="absent", backup_storage="bs"),
      "provider zstack removes content with name, backup_storage: name is missing"),
     ("zs-replace-type", "image_upload", dict(ZS, src="@FILE@", name="n", backup_storage="bs", replace="sometimes"),

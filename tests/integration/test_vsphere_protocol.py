@@ -147,7 +147,10 @@ def test_a_wrong_declared_sha256_fails_and_stores_nothing(emu, tmp_path):
     src = write(tmp_path / "w.iso", os.urandom(100000))
     result = run(emu, src=src, item="wrong-sha", checksum="sha256:" + "0" * 64)
     assert result["failed"] and result["session_cleanup"] == "removed", result
-    assert "checksum mismatch for w.iso (SHA256): expected %s" % ("0" * 64) in result["msg"]
+    # the server refuses the file (its SHA-256 is not the declared one); the user is told it is their checksum that is wrong
+    actual = hashlib.sha256(open(src, "rb").read()).hexdigest()
+    assert result["msg"].startswith("checksum: sha256 of %s is %s, not the declared %s; nothing was committed"
+                                    % (src, actual, "0" * 64)), result["msg"]
     assert result["msg"].endswith("the library item %s created by this run was deleted" % result["item_id"])
     assert [i for i in requests.get(emu["url"] + "/_emulator/vsphere/items").json() if i["name"] == "wrong-sha"] == []
 
