@@ -205,6 +205,20 @@ class ServiceFabricProfile(EmulatorProfile):
     operations = {"data": "chunk", "commit": "commit", "read": "get"}
     #: every payload byte is accepted exactly once, faults or not (ranges never re-sent once landed)
     exactly_once = True
+    #: the cluster gateway's own failures (issue 15): each survived with every byte accepted once, the commit made once
+    extra_faults = {
+        "504 FABRIC_E_TIMEOUT after the chunk and the commit completed": Fault(
+            dict(operation="chunk", action="status_after", status=504, code="FABRIC_E_TIMEOUT", count=2, after=1),
+            dict(operation="commit", action="status_after", status=504, code="FABRIC_E_TIMEOUT"),
+            expect={"bytes_sent": FILE_SIZE, "commits": 1}),
+        "503 FABRIC_E_NOT_PRIMARY and FABRIC_E_NOT_READY": Fault(
+            dict(operation="chunk", action="status", status=503, code="FABRIC_E_NOT_PRIMARY", count=2),
+            dict(operation="get", action="status", status=503, code="FABRIC_E_NOT_READY"),
+            expect={"bytes_sent": FILE_SIZE, "commits": 1}),
+        "a commit slower than the gateway's time-out (it lands behind the 504)": Fault(
+            dict(operation="commit", action="delay", ms=3500),
+            expect={"bytes_sent": FILE_SIZE, "commits": 1}),
+    }
 
     def args(self, store, src, dest, endpoint=None, **extra):
         args = self.connection(store, endpoint)

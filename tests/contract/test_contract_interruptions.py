@@ -42,6 +42,8 @@ def test_resume_after_the_module_process_is_killed_from_a_copy_of_the_file(contr
     result, run = contract.upload(copy, "killed", chunk_size="1MiB")
     assert result["changed"] and result["resumed"], run.output[-3000:]
     missing = size - received
+    print("resume from a copy (%s): %d of %d bytes held by the store, %d missing, %d sent"
+          % (profile.name, received, size, missing, result["bytes_sent"]))
     assert missing <= result["bytes_sent"] <= missing + profile.unit(chunk, size) + chunk, (result["bytes_sent"], missing)
     assert contract.stored("killed", result) == digest
     assert contract.open_sessions("killed", result) == 0
