@@ -248,7 +248,7 @@ class Engine:
         def one(f):
             self.deadline.check("uploading %s" % f.path)
             if f.size <= SMALL and f.source.kind == "regular":
-                f.digests.update(f.source.load(tuple(sorted(set(("sha256",) + tuple(f.source.declared))))))
+                f.digests.update(f.source.load(f.source.checked_algorithms()))
             else:
                 f.digests.update(f.source.identity_digests(("sha256",)))
             f.source.verify_declared()          # a file sent whole is read first: what is declared is checked before it goes
@@ -275,7 +275,7 @@ class Engine:
         session = p.find_session(dest, key, group)
         if session is not None and session.state == DONE:
             return self._done_meanwhile(session, dest, group)
-        background = [f.source.digests_in_background(tuple(sorted(set(("sha256",) + tuple(f.source.declared)))))
+        background = [f.source.digests_in_background(f.source.checked_algorithms())
                       for f in group]
         sent = {}           # file name -> bytes the store accepted from this run
         while True:
@@ -322,17 +322,18 @@ class Engine:
     @staticmethod
     def _declared_wrong(group, exc):
         """A store that checks a declared checksum itself (vSphere) refuses the bytes before the engine compares them:
-        when the file is not what the user declared, that is the failure to report (a VerificationError)."""
+        when the file is not what the user declared, that is the failure to report (a VerificationError). Only digests
+        already computed (the background pass the failure path waited for) are compared: a failing run never starts
+        another pass over the file."""
         if isinstance(exc, (VerificationError, SourceChangedError, DeadlineExceeded)) or not isinstance(exc, ImageStoreError):
             return None
         for f in group:
-            if f.source.declared:
+            declared = tuple(f.source.declared)
+            if declared and len(f.source.cached_digests(declared)) == len(declared):
                 try:
                     f.source.verify_declared()
                 except VerificationError as wrong:
                     return wrong
-                except ImageStoreError:
-                    return None
         return None
 
     def _done_meanwhile(self, session, dest, group):

@@ -280,6 +280,11 @@ class Source:
         found.update(self.cached_digests(algorithms))
         return found
 
+    def checked_algorithms(self):
+        """The digests a run computes of the bytes it sends: SHA-256 (the content identity) and whatever the user
+        declared (verified before the commit)."""
+        return tuple(sorted(set(("sha256",) + tuple(self.declared))))
+
     def identity_digests(self, algorithms=("sha256",)):
         """Digests that name the content (resume keys, comparisons): declared ones are taken as given (and verified
         after the transfer), the others computed in one read (or cached)."""
