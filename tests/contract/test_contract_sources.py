@@ -3,7 +3,7 @@ character devices, FIFOs and sockets are refused by name, and nothing stored is 
 
 import pytest
 
-from fieldkit.special import Fifo, LoopDevice, SpecialUnavailable, UnixSocketFile
+from fieldkit.special import Fifo, UnixSocketFile, loop_device
 from kit import MiB
 
 
@@ -35,14 +35,7 @@ def test_special_files_are_refused_by_kind_and_nothing_stored_is_touched(contrac
 
 def test_a_block_device_uploads_its_whole_size(contract, tmp_path):
     backing, digest = contract.image(4 * MiB, seed=32, name="volume.img")
-    try:
-        device = LoopDevice(backing)
-        device.__enter__()
-    except SpecialUnavailable as exc:
-        pytest.skip(str(exc))
-    try:
+    with loop_device(backing, unavailable=pytest.skip) as device:
         result, run = contract.upload(device.path, "block")
         assert result["changed"] and result["size"] == 4 * MiB and result["bytes_sent"] == 4 * MiB, run.output[-2000:]
         assert contract.stored("block", result) == digest
-    finally:
-        device.__exit__(None, None, None)

@@ -5,17 +5,15 @@
     with UnixSocketFile(tmp_path / "src.sock") as sock:
         run_upload(src=sock.path)
     run_upload(src=char_device("zero"))                                # /dev/zero
-    try:
-        with LoopDevice(image_path) as dev:                            # /dev/loopN showing image_path
-            run_upload(src=dev.path)
-    except SpecialUnavailable as exc:
-        pytest.skip(str(exc))
+    with loop_device(image_path, unavailable=pytest.skip) as dev:      # /dev/loopN showing image_path
+        run_upload(src=dev.path)
 
 ``file_kind(path)`` names what a path is ("regular file", "FIFO", "socket", "character device",
 "block device", "directory", "missing"), following symlinks, for test ids and expected messages.
 Everything made is removed on exit (the loop device detached), also when the test fails.
 """
 
+import contextlib
 import errno
 import os
 import select
@@ -223,3 +221,19 @@ class LoopDevice:
         if self.path is not None:
             self._losetup("--detach", self.path)
             self.path = None
+
+
+@contextlib.contextmanager
+def loop_device(backing, unavailable, read_only=True):
+    """A ``LoopDevice`` for the block; ``unavailable(reason)`` (e.g. ``pytest.skip``) is called when none can be made.
+    Only attaching is guarded: a SpecialUnavailable raised by the block itself is not taken for "no loop device"."""
+    device = LoopDevice(backing, read_only=read_only)
+    try:
+        device.__enter__()
+    except SpecialUnavailable as exc:
+        unavailable(str(exc))
+        raise
+    try:
+        yield device
+    finally:
+        device.__exit__(None, None, None)

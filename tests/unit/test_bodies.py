@@ -54,19 +54,11 @@ def test_a_file_whose_size_fstat_does_not_tell_is_read_not_taken_for_shorter(rec
 def test_a_block_device_range_arrives_exactly(receiver, tmp_path):
     # the project's field kit (loop devices): in the checkout, not in the collection as built for Galaxy
     special = pytest.importorskip("fieldkit.special", reason="tests/fieldkit is not shipped with the collection")
-    LoopDevice, SpecialUnavailable = special.LoopDevice, special.SpecialUnavailable
     url, bodies = receiver
     backing = str(tmp_path / "volume.img")
     data = os.urandom(6 * MiB)
     with open(backing, "wb") as fh:
         fh.write(data)
-    try:
-        device = LoopDevice(backing)
-        device.__enter__()
-    except SpecialUnavailable as exc:
-        pytest.skip(str(exc))
-    try:
+    with special.loop_device(backing, unavailable=pytest.skip) as device:
         put(url, device.path, MiB, 6 * MiB - 1)
-    finally:
-        device.__exit__(None, None, None)
     assert [hashlib.sha256(b).hexdigest() for b in bodies] == [hashlib.sha256(data[MiB:]).hexdigest()]
